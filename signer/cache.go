@@ -1,6 +1,7 @@
 package signer
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -143,11 +144,7 @@ func (s *Signer) make(id, variant string, public bool, now time.Time) *URL {
 		}
 	}
 	u.Location = []string{u.String}
-	u.JSON, _ = json.Marshal(struct {
-		URL       string `json:"url"`
-		Expires   int64  `json:"expires"`
-		ExpiresAt string `json:"expires_at"`
-	}{u.String, exp.Unix(), exp.UTC().Format(time.RFC3339)})
+	u.JSON = urlJSON(u.String, exp)
 	return u
 }
 
@@ -157,4 +154,18 @@ func pathStart(u string) int {
 	i := strings.Index(u, "://")
 	j := strings.IndexByte(u[i+3:], '/')
 	return i + 3 + j
+}
+
+// urlJSON is the body a client that asked for JSON receives. HTML escaping
+// is off so the URL reads as it is ("&", not "\u0026").
+func urlJSON(url string, exp time.Time) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(struct {
+		URL       string `json:"url"`
+		Expires   int64  `json:"expires"`
+		ExpiresAt string `json:"expires_at"`
+	}{url, exp.Unix(), exp.UTC().Format(time.RFC3339)})
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }

@@ -1,0 +1,139 @@
+package caddymodule
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/seed-a64a90cf/imagegate/imageref"
+)
+
+// Header values shared by every response. Handlers and net/http only
+// replace header slices, never write into them, so sharing is safe.
+var (
+	varyAccept  = []string{"Accept"}
+	contentJSON = []string{"application/json"}
+	allowGET    = []string{"GET, HEAD"}
+)
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler. Reading it top to
+// bottom gives the request's whole path through the gateway.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	rest, ok := h.stripPrefix(r.URL.EscapedPath())
+	if !ok {
+		return next.ServeHTTP(w, r)
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header()["Allow"] = allowGET
+		return h.fail(w, r, otherVariant, outcomeMethodNotAllowed, http.StatusMethodNotAllowed, "method not allowed")
+	}
+	ref, err := imageref.Parse(rest)
+	if err != nil {
+		// imageref's errors describe the rule broken, never the input.
+		return h.fail(w, r, otherVariant, outcomeBadRequest, http.StatusBadRequest, "invalid image path: "+err.Error())
+	}
+	vs, ok := h.variants[ref.Variant]
+	if !ok {
+		return h.fail(w, r, otherVariant, outcomeNotFound, http.StatusNotFound, "unknown variant")
+	}
+
+	u, hit := h.signer.URL(ref.ID, ref.Variant, vs.public)
+	if hit {
+		metrics.cacheHits.Inc()
+	} else {
+		metrics.cacheMisses.Inc()
+	}
+
+	now := h.now()
+	maxAge := int64(u.FreshUntil.Sub(now).Seconds())
+	if maxAge < 0 {
+		maxAge = 0
+	}
+	hdr := w.Header()
+	hdr["Cache-Control"] = []string{"private, max-age=" + strconv.FormatInt(maxAge, 10)}
+	hdr["Vary"] = varyAccept
+
+	out := outcomeRedirect
+	if wantsJSON(r.Header.Get("Accept")) {
+		out = outcomeJSON
+		hdr["Content-Type"] = contentJSON
+		hdr["Content-Length"] = []string{strconv.Itoa(len(u.JSON))}
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(u.JSON)
+		}
+	} else {
+		hdr["Location"] = u.Location
+		w.WriteHeader(http.StatusFound)
+	}
+	vs.served(out, u.Expires.Sub(now).Seconds())
+	if c := h.logger.Check(zap.DebugLevel, "served"); c != nil {
+		c.Write(zap.String("outcome", out.String()), zap.String("variant", ref.Variant),
+			zap.Bool("cache_hit", hit), zap.String("key_id", h.keyID))
+	}
+	return nil
+}
+
+// stripPrefix returns the part of an escaped path after "<prefix>/", and
+// whether the path is the gateway's at all. The prefix itself, with or
+// without a slash, is the gateway's (and a bad request).
+func (h *Handler) stripPrefix(p string) (string, bool) {
+	if !strings.HasPrefix(p, h.prefix) {
+		return "", false
+	}
+	rest := p[len(h.prefix):]
+	switch {
+	case rest == "":
+		return "", true
+	case rest[0] == '/':
+		return rest[1:], true
+	}
+	return "", false // "/imgfoo" is not under "/img"
+}
+
+// fail answers with one short plain-text line. Messages are fixed strings:
+// nothing from the request is echoed.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, variant string, out outcome, status int, msg string) error {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/plain; charset=utf-8")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write([]byte(msg + "\n"))
+	}
+	h.variantState(variant).count(out)
+	if c := h.logger.Check(out.logLevel(), "request refused"); c != nil {
+		c.Write(zap.String("outcome", out.String()), zap.Int("status", status),
+			zap.String("variant", variant), zap.String("reason", msg))
+	}
+	return nil
+}
+
+// wantsJSON reports whether an Accept header lists application/json with a
+// non-zero quality. Browsers loading images never do; mobile and SPA
+// clients ask for it.
+func wantsJSON(accept string) bool {
+	for accept != "" {
+		var part string
+		part, accept, _ = strings.Cut(accept, ",")
+		mt, params, _ := strings.Cut(part, ";")
+		if !strings.EqualFold(strings.TrimSpace(mt), "application/json") {
+			continue
+		}
+		for params != "" {
+			var p string
+			p, params, _ = strings.Cut(params, ";")
+			if k, v, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(k, "q") {
+				q, err := strconv.ParseFloat(v, 64)
+				return err == nil && q > 0
+			}
+		}
+		return true
+	}
+	return false
+}
