@@ -1,0 +1,385 @@
+// Package emulator is a local stand-in for Cloudflare Images, so that
+// imagegate can be run and tested with no Cloudflare account and no network.
+//
+// One http.Handler serves the three Cloudflare hosts as paths:
+//
+//	/client/v4/accounts/<account_id>/images/…   the Images API (api.cloudflare.com)
+//	POST /<account_hash>/<image_id>             one-time upload URLs (upload.imagedelivery.net)
+//	GET  /<account_hash>/<image_id>/<variant>   delivery (imagedelivery.net)
+//	GET  /cdn-cgi/imagedelivery/<account_hash>/<image_id>/<variant>
+//
+// It enforces the rules Cloudflare documents (upload limits, custom id rules,
+// signed URLs checked against every signing key, error codes) and really
+// renders variants. Where Cloudflare's behaviour is undocumented it takes the
+// strict reading; DIFFERENCES.md lists every such choice.
+//
+// The package has no Caddy dependency; caddymodule/cfemulator adapts it.
+package emulator
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+)
+
+// Development defaults. They are public knowledge, which is the point: a
+// fresh checkout works with no configuration.
+const (
+	DefaultAccountID          = "0123456789abcdef0123456789abcdef"
+	DefaultAccountHash        = "emu-account-hash"
+	DefaultAPIToken           = "dev-api-token"
+	DefaultSigningKey         = "dev-signing-key"
+	DefaultBrowserTTL         = 48 * time.Hour
+	DefaultImageQuota         = 100_000
+	DefaultRenderCacheEntries = 256
+
+	// DefaultSigningKeyName is the name of the key Config.SigningKey seeds,
+	// and of the key Cloudflare creates when the last one is deleted.
+	DefaultSigningKeyName = "default"
+)
+
+// DefaultVariants returns the variants a new emulator has: Cloudflare's
+// default "public" plus two that imagegate's examples use.
+func DefaultVariants() []Variant {
+	return []Variant{
+		{ID: "public", Options: VariantOptions{Fit: FitScaleDown, Width: 1366, Height: 768, Metadata: "none"}},
+		{ID: "thumbnail", Options: VariantOptions{Fit: FitCover, Width: 200, Height: 200, Metadata: "none"}},
+		{ID: "avatar", Options: VariantOptions{Fit: FitCover, Width: 96, Height: 96, Metadata: "none"}, NeverRequireSignedURLs: true},
+	}
+}
+
+// Config configures an Emulator. The zero value is usable: every empty
+// field takes the documented default.
+type Config struct {
+	// AccountID is the 32-hex account id in API paths. Default DefaultAccountID.
+	AccountID string
+	// AccountHash is the URL-safe account hash in delivery and upload URLs.
+	// Default DefaultAccountHash.
+	AccountHash string
+	// APIToken is the bearer token the API requires. Default DefaultAPIToken.
+	APIToken string
+	// SigningKey is the value of the signing key named "default". It is
+	// (re)installed at every start, so the configured key always verifies.
+	// Default DefaultSigningKey.
+	SigningKey string
+	// BaseURL is the emulator's external base URL (scheme, host, optional
+	// port, no path), used for uploadURL and the variants of image objects.
+	// Empty means derive it from each request's scheme and Host.
+	BaseURL string
+	// Variants are the named variants installed at every start, replacing
+	// stored variants of the same name; others created through the API are
+	// kept. Nil means DefaultVariants(). A "public" variant always exists.
+	Variants []Variant
+	// BrowserTTL is the max-age of public deliveries, unless the variant
+	// sets browser_ttl. Default DefaultBrowserTTL (2 days).
+	BrowserTTL time.Duration
+	// FlexibleVariants enables option-style variants ("w=400,h=300").
+	// Default false, as on Cloudflare.
+	FlexibleVariants bool
+	// ImageQuota is the number of images the account may hold
+	// (stats "allowed"). Default DefaultImageQuota.
+	ImageQuota int
+	// Store holds images and state. Default a new MemoryStore.
+	Store Store
+	// RenderCacheEntries bounds the in-memory cache of rendered variants.
+	// Default DefaultRenderCacheEntries.
+	RenderCacheEntries int
+	// Now is the clock. Default time.Now. Tests inject their own.
+	Now func() time.Time
+	// OnDelivery, if set, is called once per delivery request with the
+	// variant label (a named variant that exists, "flexible", or "other"),
+	// the HTTP status sent, and whether it was a 304 Not Modified. It lets
+	// callers count billable deliveries without this package knowing how.
+	OnDelivery func(variant string, status int, notModified bool)
+}
+
+// Emulator is a local Cloudflare Images. Create it with New.
+type Emulator struct {
+	cfg   Config
+	store Store
+	// cache holds rendered variants, keyed by record sequence and geometry.
+	cache *lru.Cache[string, *rendered]
+
+	// mu serialises read-modify-write sequences on the store (upload URL
+	// use, id uniqueness, key and variant changes). Reads do not take it.
+	mu sync.Mutex
+}
+
+// New returns an Emulator for cfg, filling defaults, validating the
+// configuration and installing the configured variants and signing key.
+func New(cfg Config) (*Emulator, error) {
+	if cfg.AccountID == "" {
+		cfg.AccountID = DefaultAccountID
+	}
+	if cfg.AccountHash == "" {
+		cfg.AccountHash = DefaultAccountHash
+	}
+	if cfg.APIToken == "" {
+		cfg.APIToken = DefaultAPIToken
+	}
+	if cfg.SigningKey == "" {
+		cfg.SigningKey = DefaultSigningKey
+	}
+	if cfg.Variants == nil {
+		cfg.Variants = DefaultVariants()
+	}
+	if cfg.BrowserTTL == 0 {
+		cfg.BrowserTTL = DefaultBrowserTTL
+	}
+	if cfg.ImageQuota == 0 {
+		cfg.ImageQuota = DefaultImageQuota
+	}
+	if cfg.Store == nil {
+		cfg.Store = NewMemoryStore()
+	}
+	if cfg.RenderCacheEntries == 0 {
+		cfg.RenderCacheEntries = DefaultRenderCacheEntries
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+
+	if !isAccountID(cfg.AccountID) {
+		return nil, fmt.Errorf("emulator: account id must be 32 lowercase hex digits")
+	}
+	if !isURLSafe(cfg.AccountHash) || cfg.AccountHash == "client" || cfg.AccountHash == "cdn-cgi" {
+		return nil, fmt.Errorf("emulator: account hash must be URL-safe ([A-Za-z0-9_-]) and not a reserved path word")
+	}
+	if cfg.BaseURL != "" {
+		u, err := url.Parse(cfg.BaseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+			strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return nil, fmt.Errorf("emulator: base URL must be an absolute http(s) URL with no path, query or credentials")
+		}
+		cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
+	}
+	if cfg.BrowserTTL < 0 || cfg.ImageQuota < 0 || cfg.RenderCacheEntries < 0 {
+		return nil, fmt.Errorf("emulator: browser TTL, image quota and render cache size must not be negative")
+	}
+	for _, v := range cfg.Variants {
+		if err := validateVariant(v); err != nil {
+			return nil, fmt.Errorf("emulator: variant %q: %s", v.ID, strings.ToLower(err.message))
+		}
+	}
+
+	cache, err := lru.New[string, *rendered](max(cfg.RenderCacheEntries, 1))
+	if err != nil {
+		return nil, fmt.Errorf("emulator: creating render cache: %w", err)
+	}
+	e := &Emulator{cfg: cfg, store: cfg.Store, cache: cache}
+	if err := e.seedState(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// seedState merges the configured variants and signing key into the stored
+// state, so that what the operator configured is always in force while what
+// was created through the API survives a restart.
+func (e *Emulator) seedState() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st, _ := e.store.State()
+	for _, v := range e.cfg.Variants {
+		st.Variants = slices.DeleteFunc(st.Variants, func(o Variant) bool { return o.ID == v.ID })
+		st.Variants = append(st.Variants, v)
+	}
+	if !slices.ContainsFunc(st.Variants, func(v Variant) bool { return v.ID == "public" }) {
+		st.Variants = append(st.Variants, DefaultVariants()[0])
+	}
+	if len(st.Variants) > MaxVariants {
+		return fmt.Errorf("emulator: more than %d variants configured and stored", MaxVariants)
+	}
+	others := slices.DeleteFunc(st.Keys, func(k Key) bool { return k.Name == DefaultSigningKeyName })
+	// The configured key comes first; of the others keep the newest that fit.
+	st.Keys = append([]Key{{Name: DefaultSigningKeyName, Value: e.cfg.SigningKey}},
+		others[max(0, len(others)-(MaxKeys-1)):]...)
+	if err := e.store.PutState(st); err != nil {
+		return fmt.Errorf("emulator: saving state: %w", err)
+	}
+	return nil
+}
+
+// ServeHTTP routes a request to the API, the upload host or delivery.
+func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.EscapedPath()
+	switch {
+	case strings.HasPrefix(p, "/client/v4/"):
+		e.serveAPI(w, r, strings.TrimPrefix(p, "/client/v4/"))
+	case strings.HasPrefix(p, "/cdn-cgi/imagedelivery/"):
+		e.serveDelivery(w, r, strings.TrimPrefix(p, "/cdn-cgi/imagedelivery"))
+	case r.Method == http.MethodPost || r.Method == http.MethodOptions:
+		e.serveUpload(w, r, p)
+	default:
+		e.serveDelivery(w, r, p)
+	}
+}
+
+// serveAPI serves /client/v4/accounts/<id>/images/<sub>.
+func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, rest string) {
+	acct, sub, ok := strings.Cut(strings.TrimPrefix(rest, "accounts/"), "/images/")
+	if !strings.HasPrefix(rest, "accounts/") || !ok || acct == "" || strings.Contains(acct, "/") {
+		writeError(w, errNoRoute)
+		return
+	}
+	if !e.authorized(r) {
+		writeError(w, errAuth)
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(acct), []byte(e.cfg.AccountID)) != 1 {
+		if isAccountID(acct) {
+			// A well-formed id the token has no access to.
+			writeError(w, errAuth)
+		} else {
+			writeError(w, errBadAccount)
+		}
+		return
+	}
+	result, info, cerr := e.routeAPI(r, sub)
+	switch raw, isRaw := result.(rawBody); {
+	case cerr != nil:
+		writeError(w, cerr)
+	case isRaw:
+		w.Header().Set("Content-Type", http.DetectContentType(raw))
+		w.Write(raw)
+	default:
+		writeResult(w, http.StatusOK, result, info)
+	}
+}
+
+// apiFunc is an API endpoint: it returns the envelope's result (and
+// result_info, if the endpoint has one) or a coded error.
+type apiFunc func(r *http.Request) (any, []byte, *codedError)
+
+func (e *Emulator) routeAPI(r *http.Request, sub string) (any, []byte, *codedError) {
+	var routes map[string]apiFunc
+	switch {
+	case sub == "v1":
+		routes = map[string]apiFunc{"GET": e.listV1, "POST": e.uploadV1}
+	case sub == "v1/stats":
+		routes = map[string]apiFunc{"GET": e.stats}
+	case sub == "v1/variants":
+		routes = map[string]apiFunc{"GET": e.listVariants, "POST": e.createVariant}
+	case strings.HasPrefix(sub, "v1/variants/"):
+		name, err := url.PathUnescape(strings.TrimPrefix(sub, "v1/variants/"))
+		if err != nil {
+			return nil, nil, errNoRoute
+		}
+		routes = map[string]apiFunc{
+			"GET":    func(r *http.Request) (any, []byte, *codedError) { return e.getVariant(name) },
+			"PATCH":  func(r *http.Request) (any, []byte, *codedError) { return e.updateVariant(r, name) },
+			"DELETE": func(r *http.Request) (any, []byte, *codedError) { return e.deleteVariant(name) },
+		}
+	case sub == "v1/keys":
+		routes = map[string]apiFunc{"GET": e.listKeys}
+	case strings.HasPrefix(sub, "v1/keys/"):
+		name, err := url.PathUnescape(strings.TrimPrefix(sub, "v1/keys/"))
+		if err != nil {
+			return nil, nil, errNoRoute
+		}
+		routes = map[string]apiFunc{
+			"PUT":    func(r *http.Request) (any, []byte, *codedError) { return e.putKey(name) },
+			"DELETE": func(r *http.Request) (any, []byte, *codedError) { return e.deleteKey(name) },
+		}
+	case sub == "v2":
+		routes = map[string]apiFunc{"GET": e.listV2}
+	case sub == "v2/direct_upload":
+		routes = map[string]apiFunc{"POST": e.createDirectUpload}
+	case strings.HasPrefix(sub, "v1/") && strings.HasSuffix(sub, "/blob"):
+		id, ok := unescapeID(strings.TrimSuffix(strings.TrimPrefix(sub, "v1/"), "/blob"))
+		if !ok {
+			return nil, nil, errNotFound
+		}
+		routes = map[string]apiFunc{"GET": func(r *http.Request) (any, []byte, *codedError) { return e.blob(id) }}
+	case strings.HasPrefix(sub, "v1/"):
+		id, ok := unescapeID(strings.TrimPrefix(sub, "v1/"))
+		if !ok {
+			return nil, nil, errNotFound
+		}
+		routes = map[string]apiFunc{
+			"GET":    func(r *http.Request) (any, []byte, *codedError) { return e.getImage(r, id) },
+			"PATCH":  func(r *http.Request) (any, []byte, *codedError) { return e.updateImage(r, id) },
+			"DELETE": func(r *http.Request) (any, []byte, *codedError) { return e.deleteImage(id) },
+		}
+	default:
+		return nil, nil, errNoRoute
+	}
+	f, ok := routes[r.Method]
+	if !ok {
+		return nil, nil, errMethod
+	}
+	return f(r)
+}
+
+// authorized reports whether r carries the configured bearer token.
+func (e *Emulator) authorized(r *http.Request) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(tok), []byte(e.cfg.APIToken)) == 1
+}
+
+// baseURL is the external base for upload and delivery URLs in responses.
+func (e *Emulator) baseURL(r *http.Request) string {
+	if e.cfg.BaseURL != "" {
+		return e.cfg.BaseURL
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	host := r.Host
+	if !isHostPort(host) {
+		// Never reflect a malformed Host header into response bodies.
+		host = "localhost"
+	}
+	return scheme + "://" + host
+}
+
+func (e *Emulator) now() time.Time { return e.cfg.Now() }
+
+func isAccountID(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// isURLSafe reports whether s is non-empty and only [A-Za-z0-9_-].
+func isURLSafe(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// isHostPort accepts the characters of a DNS name, IPv4/IPv6 literal and port.
+func isHostPort(s string) bool {
+	if s == "" || len(s) > 255 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' ||
+			c == '-' || c == '.' || c == ':' || c == '[' || c == ']') {
+			return false
+		}
+	}
+	return true
+}
