@@ -1,0 +1,316 @@
+package session
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jws/jwsbb"
+	"github.com/lestrrat-go/jwx/v3/jwt"
+)
+
+// TokenSource names one place a JWT may come from. Exactly one field is set.
+type TokenSource struct {
+	// Cookie is the name of a cookie whose value is the token.
+	Cookie string
+	// Header is the name of a request header. For Authorization the value
+	// must be "Bearer <token>"; any other header holds the bare token.
+	Header string
+}
+
+// JWTConfig configures a [JWT] authenticator. Zero values mean the
+// documented defaults. Exactly one of Secret, PublicKeyPEM and JWKS is set.
+type JWTConfig struct {
+	// Sources lists where the token may be, in order; the first source
+	// present in the request is used and the others are ignored.
+	// Default: the Authorization header.
+	Sources []TokenSource
+	// Secret is the HMAC key for HS256, HS384 and HS512, at least 32 bytes.
+	Secret []byte
+	// PublicKeyPEM is a PEM public key or certificate: RSA (RS*, PS*),
+	// ECDSA P-256/384/521 (ES256/384/512) or Ed25519 (EdDSA).
+	PublicKeyPEM []byte
+	// JWKS supplies keys by key id.
+	JWKS *JWKS
+	// Issuer, if set, must equal the iss claim.
+	Issuer string
+	// Audience, if set, must be one of the aud claim's values.
+	Audience string
+	// Leeway is the clock skew allowed on exp, nbf and iat. Default 30s;
+	// negative means none.
+	Leeway time.Duration
+	// MaxTokenSize is the longest token, in bytes, that is even parsed.
+	// Default 8 KiB.
+	MaxTokenSize int
+	// SubjectClaim names the claim that identifies the caller. It must be a
+	// string or an integer. Default "sub".
+	SubjectClaim string
+	// CacheSize bounds the verification cache (entries). A verified token
+	// is remembered, keyed by its SHA-256, until its exp, so repeated
+	// requests skip the signature check. Default 10000; negative disables.
+	CacheSize int
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// JWT authenticates requests carrying a signed JSON Web Token. Parsing and
+// signature verification are done by github.com/lestrrat-go/jwx/v3; this
+// type chooses the key, pins the algorithm to the key type and maps
+// failures onto the package's errors.
+type JWT struct {
+	sources    []TokenSource
+	static     *verifyKey
+	jwks       *JWKS
+	validate   []jwt.ParseOption
+	maxSize    int
+	subject    string
+	challenge  string
+	cache      *ttlCache[[sha256.Size]byte, Identity]
+	now        func() time.Time
+	headerOnly bool
+}
+
+// NewJWT validates cfg and returns the authenticator.
+func NewJWT(cfg JWTConfig) (*JWT, error) {
+	j := &JWT{
+		sources: cfg.Sources,
+		jwks:    cfg.JWKS,
+		maxSize: cfg.MaxTokenSize,
+		subject: cfg.SubjectClaim,
+		now:     cfg.Now,
+	}
+	if len(j.sources) == 0 {
+		j.sources = []TokenSource{{Header: "Authorization"}}
+	}
+	for _, s := range j.sources {
+		if (s.Cookie == "") == (s.Header == "") {
+			return nil, errors.New("jwt: each token source names exactly one cookie or header")
+		}
+		if strings.EqualFold(s.Header, "Authorization") {
+			j.challenge = "Bearer"
+		}
+	}
+	keys := 0
+	if len(cfg.Secret) > 0 {
+		keys++
+		vk, err := newVerifyKey(cfg.Secret, "")
+		if err != nil {
+			return nil, fmt.Errorf("jwt: %v", err)
+		}
+		j.static = vk
+	}
+	if len(cfg.PublicKeyPEM) > 0 {
+		keys++
+		pub, err := parsePublicKeyPEM(cfg.PublicKeyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("jwt: public key: %v", err)
+		}
+		vk, err := newVerifyKey(pub, "")
+		if err != nil {
+			return nil, fmt.Errorf("jwt: public key: %v", err)
+		}
+		j.static = vk
+	}
+	if cfg.JWKS != nil {
+		keys++
+	}
+	if keys != 1 {
+		return nil, errors.New("jwt: configure exactly one of secret, public key and jwks")
+	}
+	if j.maxSize <= 0 {
+		j.maxSize = 8 << 10
+	}
+	if j.subject == "" {
+		j.subject = "sub"
+	}
+	if j.now == nil {
+		j.now = time.Now
+	}
+	leeway := cfg.Leeway
+	if leeway == 0 {
+		leeway = 30 * time.Second
+	} else if leeway < 0 {
+		leeway = 0
+	}
+	size := cfg.CacheSize
+	if size == 0 {
+		size = 10000
+	}
+	j.cache = newTTLCache[[sha256.Size]byte, Identity](size)
+	j.validate = []jwt.ParseOption{
+		jwt.WithValidate(true),
+		jwt.WithAcceptableSkew(leeway),
+		jwt.WithClock(jwt.ClockFunc(func() time.Time { return j.now() })),
+		jwt.WithRequiredClaim(jwt.ExpirationKey),
+	}
+	if cfg.Issuer != "" {
+		j.validate = append(j.validate, jwt.WithIssuer(cfg.Issuer))
+	}
+	if cfg.Audience != "" {
+		j.validate = append(j.validate, jwt.WithAudience(cfg.Audience))
+	}
+	return j, nil
+}
+
+// Method returns "jwt", for metric labels.
+func (j *JWT) Method() string { return "jwt" }
+
+// Challenge returns "Bearer" when the token may come from the Authorization
+// header, so that a 401 can carry WWW-Authenticate, and "" otherwise.
+func (j *JWT) Challenge() string { return j.challenge }
+
+// Authenticate verifies the request's token. A missing, oversized, invalid
+// or expired token is ErrUnauthenticated; a JWKS that has never loaded is
+// ErrUnavailable.
+func (j *JWT) Authenticate(r *http.Request, _ Image) (Identity, Outcome, error) {
+	tok := j.token(r)
+	if tok == "" {
+		return Identity{}, Outcome{}, fmt.Errorf("%w: no token", ErrUnauthenticated)
+	}
+	if len(tok) > j.maxSize {
+		return Identity{}, Outcome{}, fmt.Errorf("%w: token larger than %d bytes", ErrUnauthenticated, j.maxSize)
+	}
+	now := j.now()
+	key := sha256.Sum256([]byte(tok))
+	if id, ok := j.cache.get(key, now); ok {
+		return id, Outcome{CacheHit: true}, nil
+	}
+	id, exp, err := j.verify(r.Context(), tok)
+	if err != nil {
+		return Identity{}, Outcome{}, err
+	}
+	// Never cache past exp: after it the token must be rejected even though
+	// the leeway would still accept it on a fresh check.
+	j.cache.add(key, id, exp, now)
+	return id, Outcome{}, nil
+}
+
+// token returns the token from the first source present in r, or "".
+func (j *JWT) token(r *http.Request) string {
+	for _, s := range j.sources {
+		if s.Cookie != "" {
+			if c, err := r.Cookie(s.Cookie); err == nil && c.Value != "" {
+				return c.Value
+			}
+			continue
+		}
+		v := r.Header.Get(s.Header)
+		if v == "" {
+			continue
+		}
+		if strings.EqualFold(s.Header, "Authorization") {
+			// Another scheme (Basic, …) belongs to someone else: skip it.
+			const bearer = "bearer "
+			if len(v) <= len(bearer) || !strings.EqualFold(v[:len(bearer)], bearer) {
+				continue
+			}
+			v = strings.TrimSpace(v[len(bearer):])
+		}
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// verify checks tok's signature and claims and returns the identity with
+// the token's expiry.
+func (j *JWT) verify(ctx context.Context, tok string) (Identity, time.Time, error) {
+	// Read alg and kid from the protected header to choose the key. The
+	// header is not trusted: the key decides which algorithms are allowed,
+	// and jwx checks the signature with exactly the algorithm chosen here.
+	hdr, _, _, err := jwsbb.SplitCompactString(tok)
+	if err != nil {
+		return Identity{}, time.Time{}, fmt.Errorf("%w: malformed token", ErrUnauthenticated)
+	}
+	h := jwsbb.HeaderParseCompact(hdr)
+	algName, err := jwsbb.HeaderGetString(h, "alg")
+	if err != nil {
+		return Identity{}, time.Time{}, fmt.Errorf("%w: token header has no algorithm", ErrUnauthenticated)
+	}
+	vk := j.static
+	if vk == nil {
+		kid, _ := jwsbb.HeaderGetString(h, "kid")
+		if vk, err = j.jwks.key(ctx, kid); err != nil {
+			return Identity{}, time.Time{}, err
+		}
+	}
+	alg, ok := vk.alg(algName)
+	if !ok {
+		return Identity{}, time.Time{}, fmt.Errorf("%w: algorithm %q not allowed for this key", ErrUnauthenticated, truncate(algName, 16))
+	}
+	opts := make([]jwt.ParseOption, 0, len(j.validate)+1)
+	opts = append(opts, jwt.WithKey(alg, vk.key))
+	opts = append(opts, j.validate...)
+	t, err := jwt.ParseString(tok, opts...)
+	if err != nil {
+		return Identity{}, time.Time{}, fmt.Errorf("%w: %s", ErrUnauthenticated, reason(err))
+	}
+	exp, _ := t.Expiration() // required by validation
+	claims := make(map[string]any, len(t.Keys()))
+	for _, k := range t.Keys() {
+		var v any
+		if err := t.Get(k, &v); err == nil {
+			claims[k] = v
+		}
+	}
+	sub, ok := subjectOf(claims[j.subject])
+	if !ok {
+		return Identity{}, time.Time{}, fmt.Errorf("%w: token has no usable %q claim", ErrUnauthenticated, j.subject)
+	}
+	return Identity{Subject: sub, Claims: claims}, exp, nil
+}
+
+// reason names why jwx rejected a token without repeating any of it.
+func reason(err error) string {
+	switch {
+	case errors.Is(err, jwt.TokenExpiredError()):
+		return "token expired"
+	case errors.Is(err, jwt.TokenNotYetValidError()):
+		return "token not valid yet"
+	case errors.Is(err, jwt.InvalidIssuedAtError()):
+		return "token issued in the future"
+	case errors.Is(err, jwt.InvalidIssuerError()):
+		return "wrong issuer"
+	case errors.Is(err, jwt.InvalidAudienceError()):
+		return "wrong audience"
+	case errors.Is(err, jwt.MissingRequiredClaimError()):
+		return "token has no exp claim"
+	case errors.Is(err, jwt.ValidateError()):
+		return "invalid claims"
+	default:
+		return "invalid signature or malformed token"
+	}
+}
+
+// subjectOf accepts a non-empty string or an integral number (some
+// providers use numeric user ids).
+func subjectOf(v any) (string, bool) {
+	switch s := v.(type) {
+	case string:
+		return s, s != ""
+	case float64:
+		if s == math.Trunc(s) && math.Abs(s) < 1<<53 {
+			return strconv.FormatInt(int64(s), 10), true
+		}
+	case json.Number:
+		if _, err := s.Int64(); err == nil {
+			return s.String(), true
+		}
+	}
+	return "", false
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
