@@ -1,0 +1,171 @@
+// Package e2e runs the real imagegate binary, built once per test run, with
+// Caddyfiles on loopback ports, and talks to it over HTTP as browsers, apps
+// and Prometheus do. It is skipped under -short.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is the path of the imagegate binary built by TestMain.
+var binary string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	// testing.Short needs flag.Parse, which m.Run does; look at os.Args.
+	for _, a := range os.Args[1:] {
+		if a == "-test.short" || a == "-test.short=true" {
+			fmt.Println("e2e: skipped under -short")
+			return 0
+		}
+	}
+	dir, err := os.MkdirTemp("", "imagegate-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "imagegate")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/imagegate")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: building imagegate:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// server is a running imagegate process.
+type server struct {
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	dir  string
+}
+
+// syncBuffer collects the process's output for assertions on logs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// start runs `imagegate run` with caddyfile and waits until every address
+// in waitFor accepts connections. env adds variables; HOME and the XDG
+// directories point into a temporary directory so the run leaves nothing
+// behind.
+func start(t *testing.T, caddyfile string, env []string, waitFor ...string) *server {
+	t.Helper()
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(cfgPath, []byte(caddyfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{logs: &syncBuffer{}, dir: dir}
+	s.cmd = exec.Command(binary, "run", "--config", cfgPath, "--adapter", "caddyfile")
+	s.cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+dir+"/config", "XDG_DATA_HOME="+dir+"/data")
+	s.cmd.Env = append(s.cmd.Env, env...)
+	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- s.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("imagegate output:\n%s", s.logs.String())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for _, addr := range waitFor {
+		for {
+			c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+			if err == nil {
+				c.Close()
+				break
+			}
+			select {
+			case err := <-exited:
+				t.Fatalf("imagegate exited before listening on %s: %v\n%s", addr, err, s.logs.String())
+			case <-time.After(50 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("imagegate did not listen on %s within 20s\n%s", addr, s.logs.String())
+			}
+		}
+	}
+	return s
+}
+
+// noRedirect is a client that reports redirects instead of following them.
+var noRedirect = &http.Client{
+	Timeout:       10 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// get sends one request and returns the response with its body read.
+func get(t *testing.T, method, url string, hdr map[string]string) (*http.Response, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(body)
+}
