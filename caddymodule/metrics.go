@@ -23,11 +23,12 @@ const (
 	outcomeNotFound
 	outcomeMethodNotAllowed
 	outcomeUnavailable
+	outcomeUpstreamError
 	numOutcomes
 )
 
 var outcomeNames = [numOutcomes]string{
-	"redirect", "json", "unauthenticated", "forbidden", "bad_request", "not_found", "method_not_allowed", "unavailable",
+	"redirect", "json", "unauthenticated", "forbidden", "bad_request", "not_found", "method_not_allowed", "unavailable", "upstream_error",
 }
 
 func (o outcome) String() string { return outcomeNames[o] }
@@ -35,7 +36,7 @@ func (o outcome) String() string { return outcomeNames[o] }
 // logLevel is info for a caller's mistake or a denial, warn when a
 // dependency failed.
 func (o outcome) logLevel() zapcore.Level {
-	if o == outcomeUnavailable {
+	if o == outcomeUnavailable || o == outcomeUpstreamError {
 		return zapcore.WarnLevel
 	}
 	return zapcore.InfoLevel
@@ -56,6 +57,11 @@ var metrics = struct {
 	cacheEvictions prometheus.Counter
 	signatures     prometheus.Counter
 	validity       prometheus.Histogram
+	sessionChecks  *prometheus.CounterVec
+	sessionTime    *prometheus.HistogramVec
+	decisionHits   *prometheus.CounterVec
+	decisionMisses *prometheus.CounterVec
+	uploadURLs     *prometheus.CounterVec
 	keyInfo        *prometheus.GaugeVec
 	buildInfo      *prometheus.GaugeVec
 }{
@@ -88,6 +94,27 @@ var metrics = struct {
 		Help:    "Seconds of validity left on each delivery URL handed out.",
 		Buckets: []float64{60, 300, 600, 900, 1800, 2700, 3600, 7200, 14400, 43200, 86400},
 	}),
+	sessionChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "imagegate_session_checks_total",
+		Help: "Session and authorization checks, by session method and result (allowed, unauthenticated, forbidden, unavailable).",
+	}, []string{"method", "result"}),
+	sessionTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "imagegate_session_check_duration_seconds",
+		Help:    "Time spent checking the caller's session and authorization, by session method.",
+		Buckets: []float64{0.000005, 0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5},
+	}, []string{"method"}),
+	decisionHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "imagegate_decision_cache_hits_total",
+		Help: "Session decisions answered from cache (verified tokens, introspection answers), by session method.",
+	}, []string{"method"}),
+	decisionMisses: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "imagegate_decision_cache_misses_total",
+		Help: "Session decisions that needed a signature check or a call to the app, by session method.",
+	}, []string{"method"}),
+	uploadURLs: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "imagegate_upload_urls_total",
+		Help: "Direct-upload URLs requested, by result (issued, unauthenticated, forbidden, bad_request, upstream_error).",
+	}, []string{"result"}),
 	keyInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "imagegate_signing_key_info",
 		Help: "Set to 1 for the signing key in use, identified by a short non-reversible fingerprint.",
@@ -122,7 +149,8 @@ func registerMetrics(reg *prometheus.Registry) error {
 	}
 	for _, c := range []prometheus.Collector{
 		metrics.requests, metrics.billable, metrics.cacheHits, metrics.cacheMisses,
-		metrics.cacheEvictions, metrics.signatures, metrics.validity, metrics.keyInfo, metrics.buildInfo,
+		metrics.cacheEvictions, metrics.signatures, metrics.validity, metrics.sessionChecks, metrics.sessionTime,
+		metrics.decisionHits, metrics.decisionMisses, metrics.uploadURLs, metrics.keyInfo, metrics.buildInfo,
 	} {
 		if err := reg.Register(c); err != nil {
 			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
