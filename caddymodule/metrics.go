@@ -17,6 +17,7 @@ type outcome int
 const (
 	outcomeRedirect outcome = iota
 	outcomeJSON
+	outcomeNotModified
 	outcomeUnauthenticated
 	outcomeForbidden
 	outcomeBadRequest
@@ -28,7 +29,7 @@ const (
 )
 
 var outcomeNames = [numOutcomes]string{
-	"redirect", "json", "unauthenticated", "forbidden", "bad_request", "not_found", "method_not_allowed", "unavailable", "upstream_error",
+	"redirect", "json", "not_modified", "unauthenticated", "forbidden", "bad_request", "not_found", "method_not_allowed", "unavailable", "upstream_error",
 }
 
 func (o outcome) String() string { return outcomeNames[o] }
@@ -205,10 +206,12 @@ func (h *Handler) variantState(name string) *variantState {
 
 func (vs *variantState) count(o outcome) { vs.requests[o].Inc() }
 
-// served counts a handed-out URL: the request, its validity, and one
-// billable delivery, since the client will fetch the image from Cloudflare.
-func (vs *variantState) served(o outcome, validitySeconds float64) {
+// served counts a handed-out URL: the request, its validity, and whether
+// it is a billable delivery, one the client will fetch from Cloudflare.
+func (vs *variantState) served(o outcome, billable bool, validitySeconds float64) {
 	vs.requests[o].Inc()
-	vs.billable.Inc()
+	if billable {
+		vs.billable.Inc()
+	}
 	metrics.validity.Observe(validitySeconds)
 }

@@ -57,20 +57,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	hdr["Cache-Control"] = []string{"private, max-age=" + strconv.FormatInt(maxAge, 10)}
 	hdr["Vary"] = varyAccept
 
-	out := outcomeRedirect
-	if wantsJSON(r.Header.Get("Accept")) {
+	// A 302 or a new JSON URL makes the client fetch the image from
+	// Cloudflare: one billable delivery. A JSON client revalidating a URL it
+	// holds (If-None-Match) fetches nothing. HEAD is never followed.
+	var out outcome
+	switch {
+	case !wantsJSON(r.Header.Get("Accept")):
+		out = outcomeRedirect
+		hdr["Location"] = u.Location
+		w.WriteHeader(http.StatusFound)
+	case etagMatches(r.Header.Get("If-None-Match"), u.ETag[0]):
+		out = outcomeNotModified
+		hdr["Etag"] = u.ETag
+		w.WriteHeader(http.StatusNotModified)
+	default:
 		out = outcomeJSON
 		hdr["Content-Type"] = contentJSON
 		hdr["Content-Length"] = []string{strconv.Itoa(len(u.JSON))}
+		hdr["Etag"] = u.ETag
 		w.WriteHeader(http.StatusOK)
 		if r.Method != http.MethodHead {
 			_, _ = w.Write(u.JSON)
 		}
-	} else {
-		hdr["Location"] = u.Location
-		w.WriteHeader(http.StatusFound)
 	}
-	vs.served(out, u.Expires.Sub(now).Seconds())
+	billable := out != outcomeNotModified && r.Method != http.MethodHead
+	vs.served(out, billable, u.Expires.Sub(now).Seconds())
 	if c := h.logger.Check(zap.DebugLevel, "served"); c != nil {
 		c.Write(zap.String("outcome", out.String()), zap.String("variant", ref.Variant),
 			zap.Bool("cache_hit", hit), zap.String("key_id", h.keyID))
@@ -112,6 +123,20 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, variant string, o
 			zap.String("variant", variant), zap.String("reason", msg))
 	}
 	return nil
+}
+
+// etagMatches reports whether an If-None-Match header names etag (or is
+// "*"). Weak comparison, as RFC 9110 prescribes for If-None-Match.
+func etagMatches(inm, etag string) bool {
+	for inm != "" {
+		var tag string
+		tag, inm, _ = strings.Cut(inm, ",")
+		tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
+		if tag == etag || tag == "*" {
+			return true
+		}
+	}
+	return false
 }
 
 // wantsJSON reports whether an Accept header lists application/json with a

@@ -2,6 +2,8 @@ package signer
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -54,6 +56,9 @@ type URL struct {
 	// JSON is {"url":…,"expires":…,"expires_at":…}, prebuilt for clients
 	// that ask for the URL itself.
 	JSON []byte
+	// ETag is a strong entity tag of JSON, as a header value, so a client
+	// that already holds this URL can revalidate instead of refetching.
+	ETag []string
 }
 
 type cacheKey struct{ id, variant string }
@@ -145,6 +150,8 @@ func (s *Signer) make(id, variant string, public bool, now time.Time) *URL {
 	}
 	u.Location = []string{u.String}
 	u.JSON = urlJSON(u.String, exp)
+	sum := sha256.Sum256(u.JSON)
+	u.ETag = []string{`"` + hex.EncodeToString(sum[:12]) + `"`}
 	return u
 }
 
