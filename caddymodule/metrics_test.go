@@ -68,8 +68,8 @@ func TestBillableDeliveries(t *testing.T) {
 	b0, n0 := testutil.ToFloat64(billable), testutil.ToFloat64(notModified)
 
 	const path = "/img/abc/thumbnail"
-	serve(t, h, "GET", path, nil)  // 302: billable
-	serve(t, h, "HEAD", path, nil) // HEAD: never followed
+	serve(t, h, "GET", path, nil)                                                     // 302: billable
+	serve(t, h, "HEAD", path, nil)                                                    // HEAD: never followed
 	w, _ := serve(t, h, "GET", path, map[string]string{"Accept": "application/json"}) // new JSON: billable
 	etag := w.Header().Get("Etag")
 	if etag == "" {
