@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -81,8 +82,9 @@ type Introspect struct {
 	now         func() time.Time
 	challenge   string
 
-	cache *ttlCache[[sha256.Size]byte, decision]
-	group singleflight.Group
+	cache  *ttlCache[[sha256.Size]byte, decision]
+	group  singleflight.Group
+	misses atomic.Int64 // cache misses, for tests
 }
 
 // decision is one cached answer of the application.
@@ -166,7 +168,13 @@ func (i *Introspect) Authenticate(r *http.Request, img Image) (Identity, Outcome
 	if d, ok := i.cache.get(key, i.now()); ok {
 		return d.result(Outcome{CacheHit: true})
 	}
+	i.misses.Add(1)
 	v, err, _ := i.group.Do(string(key[:]), func() (any, error) {
+		// A call for this key may have finished between our cache check
+		// and now.
+		if d, ok := i.cache.get(key, i.now()); ok {
+			return d, nil
+		}
 		d, ttl, err := i.call(r.Context(), r, img)
 		if err != nil {
 			return decision{}, err

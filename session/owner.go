@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/seed-a64a90cf/imagegate/cfapi"
@@ -72,6 +73,7 @@ type Owner struct {
 	now         func() time.Time
 	cache       *ttlCache[string, ownerEntry]
 	group       singleflight.Group
+	misses      atomic.Int64 // cache misses, for tests
 }
 
 type ownerEntry struct {
@@ -113,7 +115,14 @@ func (o *Owner) Allow(ctx context.Context, id Identity, img Image) error {
 	}
 	e, ok := o.cache.get(img.ID, o.now())
 	if !ok {
-		v, err, _ := o.group.Do(img.ID, func() (any, error) { return o.lookup(ctx, img.ID) })
+		o.misses.Add(1)
+		v, err, _ := o.group.Do(img.ID, func() (any, error) {
+			// A lookup may have finished between our cache check and now.
+			if e, ok := o.cache.get(img.ID, o.now()); ok {
+				return e, nil
+			}
+			return o.lookup(ctx, img.ID)
+		})
 		if err != nil {
 			return err
 		}
