@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"image"
@@ -246,4 +247,20 @@ func decodeSize(t *testing.T, b []byte) (int, int, string) {
 		t.Fatalf("delivered bytes are not an image: %v", err)
 	}
 	return cfg.Width, cfg.Height, format
+}
+
+// signRaw is the HMAC of msg alone, hex encoded.
+func signRaw(key, msg string) string {
+	mac := hmac.New(sha256.New, []byte(key))
+	mac.Write([]byte(msg))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+func mustBase64(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
