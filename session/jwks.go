@@ -60,7 +60,6 @@ type JWKS struct {
 	mu           sync.Mutex
 	lastOnDemand time.Time
 	lastErr      error
-	fetches      int // attempts, for tests
 }
 
 // keySet is one fetched generation of keys, replaced as a whole.
@@ -79,8 +78,8 @@ func (s *keySet) lookup(kid string) *verifyKey {
 	return s.byKid[kid]
 }
 
-// NewJWKS fetches the set at cfg.URL and refreshes it in the background
-// until ctx is cancelled. A failed first fetch is not an error: the
+// NewJWKS fetches the set at cfg.URL (waiting at most Timeout) and refreshes
+// it in the background until ctx is cancelled. A failed first fetch is not an error: the
 // identity provider may be briefly down while the server starts, and
 // requests fail closed (ErrUnavailable) until a fetch succeeds; see
 // [JWKS.Err]. Only an invalid configuration is an error.
@@ -180,7 +179,6 @@ func (k *JWKS) key(ctx context.Context, kid string) (*verifyKey, error) {
 }
 
 func (k *JWKS) fetchLocked(ctx context.Context) error {
-	k.fetches++
 	set, err := k.fetch(ctx)
 	if err != nil {
 		k.lastErr = fmt.Errorf("fetching jwks: %w", err)
