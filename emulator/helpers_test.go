@@ -264,3 +264,5 @@ func mustBase64(t *testing.T, s string) []byte {
 	}
 	return b
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
