@@ -37,7 +37,36 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    min_remaining    <duration>
 //	    cache_size       <entries>
 //	    mode             redirect
-//	    session          none
+//	    session          none | caddy_auth
+//	    session jwt {
+//	        cookie          <name>
+//	        header          <name>
+//	        secret          <key>
+//	        secret_file     <path>
+//	        public_key_file <path>
+//	        jwks_url        <url>
+//	        issuer          <iss>
+//	        audience        <aud>
+//	        leeway          <duration>
+//	        subject_claim   <claim>
+//	        cache_size      <entries>
+//	    }
+//	    session introspect <url> {
+//	        cookie         <name>
+//	        header         <name>
+//	        per_image
+//	        subject_header <header>
+//	        timeout        <duration>
+//	        cache_ttl      <duration>
+//	        negative_ttl   <duration>
+//	        cache_size     <entries>
+//	    }
+//	    authorize any | claim <name> <template> | owner <meta_field> | introspect per_image
+//	    account_id       <id>
+//	    api_token        <token>
+//	    api_token_file   <path>
+//	    api_url          <url>
+//	    metadata_ttl     <duration>
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
@@ -76,10 +105,19 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 		case "session":
-			var method string
-			if method, err = oneArg(d); err == nil {
-				h.Session = &SessionConfig{Method: method}
-			}
+			h.Session, err = parseSession(d)
+		case "authorize":
+			h.Authorize, err = parseAuthorize(d, h.Session)
+		case "account_id":
+			h.AccountID, err = oneArg(d)
+		case "api_token":
+			h.APIToken, err = oneArg(d)
+		case "api_token_file":
+			h.APITokenFile, err = oneArg(d)
+		case "api_url":
+			h.APIURL, err = oneArg(d)
+		case "metadata_ttl":
+			h.MetadataTTL, err = durationArg(d)
 		default:
 			err = d.Errf("unrecognized subdirective %q", field)
 		}
@@ -88,6 +126,125 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// parseSession reads `session <method> [<url>] [{ … }]`.
+func parseSession(d *caddyfile.Dispenser) (*SessionConfig, error) {
+	if !d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	sc := &SessionConfig{Method: d.Val()}
+	switch sc.Method {
+	case "introspect":
+		if !d.NextArg() {
+			return nil, d.Errf("session introspect: the application's URL is required")
+		}
+		sc.URL = d.Val()
+	case "jwt", "none", "caddy_auth":
+	default:
+		return nil, d.Errf("session: unknown method %q; use jwt, introspect, caddy_auth or none", sc.Method)
+	}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		field := d.Val()
+		if !sessionFieldAllowed(sc.Method, field) {
+			return nil, d.Errf("session %s: unrecognized subdirective %q", sc.Method, field)
+		}
+		var err error
+		switch field {
+		case "cookie":
+			var v string
+			if v, err = oneArg(d); err == nil {
+				sc.Sources = append(sc.Sources, CredentialSource{Cookie: v})
+			}
+		case "header":
+			var v string
+			if v, err = oneArg(d); err == nil {
+				sc.Sources = append(sc.Sources, CredentialSource{Header: v})
+			}
+		case "secret":
+			sc.Secret, err = oneArg(d)
+		case "secret_file":
+			sc.SecretFile, err = oneArg(d)
+		case "public_key_file":
+			sc.PublicKeyFile, err = oneArg(d)
+		case "jwks_url":
+			sc.JWKSURL, err = oneArg(d)
+		case "issuer":
+			sc.Issuer, err = oneArg(d)
+		case "audience":
+			sc.Audience, err = oneArg(d)
+		case "leeway":
+			sc.Leeway, err = durationArg(d)
+		case "subject_claim":
+			sc.SubjectClaim, err = oneArg(d)
+		case "per_image":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			sc.PerImage = true
+		case "subject_header":
+			sc.SubjectHeader, err = oneArg(d)
+		case "timeout":
+			sc.Timeout, err = durationArg(d)
+		case "cache_ttl":
+			sc.CacheTTL, err = durationArg(d)
+		case "negative_ttl":
+			sc.NegativeTTL, err = durationArg(d)
+		case "cache_size":
+			var v string
+			if v, err = oneArg(d); err == nil {
+				if sc.CacheSize, err = strconv.Atoi(v); err != nil || sc.CacheSize < 1 {
+					err = d.Errf("cache_size: want a positive number of entries")
+				}
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return sc, nil
+}
+
+// sessionFieldAllowed reports whether a session block's subdirective
+// belongs to method, so a misplaced one is an error rather than ignored.
+func sessionFieldAllowed(method, field string) bool {
+	switch field {
+	case "cookie", "header", "cache_size":
+		return method == "jwt" || method == "introspect"
+	case "secret", "secret_file", "public_key_file", "jwks_url", "issuer", "audience", "leeway", "subject_claim":
+		return method == "jwt"
+	case "per_image", "subject_header", "timeout", "cache_ttl", "negative_ttl":
+		return method == "introspect"
+	}
+	return false
+}
+
+// parseAuthorize reads `authorize <policy> [args…]`. `authorize
+// introspect per_image` also turns per_image on in the session block.
+func parseAuthorize(d *caddyfile.Dispenser, sc *SessionConfig) (*AuthorizeConfig, error) {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return nil, d.ArgErr()
+	}
+	ac := &AuthorizeConfig{Policy: args[0]}
+	switch {
+	case args[0] == "any" && len(args) == 1:
+	case args[0] == "claim" && len(args) == 3:
+		ac.Claim, ac.Template = args[1], args[2]
+	case args[0] == "owner" && len(args) == 2:
+		ac.Field = args[1]
+	case args[0] == "introspect" && len(args) == 2 && args[1] == "per_image":
+		if sc == nil || sc.Method != "introspect" {
+			return nil, d.Errf("authorize introspect per_image: put it after `session introspect <url>`")
+		}
+		sc.PerImage = true
+	default:
+		return nil, d.Errf("authorize: want any, claim <name> <template>, owner <meta_field> or introspect per_image")
+	}
+	return ac, nil
 }
 
 // oneArg reads exactly one argument of the current subdirective.

@@ -5,6 +5,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -91,20 +92,39 @@ type Handler struct {
 	// caller and is logged as a warning at start.
 	Session *SessionConfig `json:"session,omitempty"`
 
+	// Authorize says which images an identified caller may see.
+	// Default: `{"policy": "any"}`.
+	Authorize *AuthorizeConfig `json:"authorize,omitempty"`
+
+	// AccountID is the 32-hex Cloudflare account id, for API calls
+	// (`authorize owner` reads image metadata). Placeholders are resolved.
+	AccountID string `json:"account_id,omitempty"`
+
+	// APIToken is a Cloudflare API token with Images Read, for API calls.
+	// Use a placeholder such as `{env.CF_API_TOKEN}`; a literal is accepted
+	// with a warning.
+	APIToken string `json:"api_token,omitempty"`
+
+	// APITokenFile is a file holding APIToken.
+	APITokenFile string `json:"api_token_file,omitempty"`
+
+	// APIURL is the Cloudflare API root. Default:
+	// `https://api.cloudflare.com/client/v4`; the local emulator serves it
+	// at `<emulator>/client/v4`.
+	APIURL string `json:"api_url,omitempty"`
+
+	// MetadataTTL is how long an image's metadata (its owner) is cached.
+	// Default: 5m.
+	MetadataTTL caddy.Duration `json:"metadata_ttl,omitempty"`
+
 	cfg      config.Gateway
+	gate     *gate
 	signer   *signer.Signer
 	variants map[string]*variantState
 	prefix   string // Prefix, without a trailing slash
 	keyID    string
 	now      func() time.Time
 	logger   *zap.Logger
-}
-
-// SessionConfig selects how callers are identified.
-type SessionConfig struct {
-	// Method is the session method. Only `none` (explicit public access)
-	// exists so far.
-	Method string `json:"method,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -122,9 +142,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.now == nil {
 		h.now = time.Now
 	}
-	cfg, err := h.resolve()
+	r := &resolver{repl: caddy.NewReplacer()}
+	cfg, err := h.resolve(r)
 	if err != nil {
 		return err
+	}
+	if h.Session == nil {
+		return errors.New("cf_images: session: required; use `session none` for explicit public access")
+	}
+	if h.gate, err = h.newGate(ctx, r); err != nil {
+		return fmt.Errorf("cf_images: %w", err)
 	}
 	h.cfg = cfg
 	h.prefix = cfg.Prefix
@@ -153,9 +180,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 }
 
 // resolve turns the JSON fields into a validated config.Gateway.
-func (h *Handler) resolve() (config.Gateway, error) {
-	repl := caddy.NewReplacer()
-	r := resolver{repl: repl}
+func (h *Handler) resolve(r *resolver) (config.Gateway, error) {
 	cfg := config.Gateway{
 		Prefix:         h.Prefix,
 		AccountHash:    r.value("account_hash", h.AccountHash),
@@ -169,11 +194,6 @@ func (h *Handler) resolve() (config.Gateway, error) {
 	}
 	cfg.SigningKey = r.secret("signing_key", h.SigningKey, h.SigningKeyFile)
 	cfg.SetDefaults()
-	if h.Session == nil || h.Session.Method == "" {
-		r.errs = append(r.errs, fmt.Errorf("session: required; use `session none` for explicit public access"))
-	} else if h.Session.Method != "none" {
-		r.errs = append(r.errs, fmt.Errorf("session: unknown method %q; use none", h.Session.Method))
-	}
 	if err := r.err(); err != nil {
 		return cfg, err
 	}
@@ -198,20 +218,41 @@ func (h *Handler) logStart() {
 		zap.Int("cache_size", h.cfg.CacheSize),
 		zap.String("mode", h.cfg.Mode),
 		zap.String("session", h.Session.Method),
+		zap.String("authorize", h.policyName()),
 	)
 	if h.Session.Method == "none" {
 		h.logger.Warn("session none: every caller can get a URL for every image; configure a session method unless these images are meant to be public")
 	}
-	if !config.IsPlaceholder(h.SigningKey) && h.SigningKey != "" {
-		h.logger.Warn("signing_key is a literal in the config, so it appears in config dumps; use {env.CF_IMAGES_KEY} or signing_key_file")
+	for field, v := range map[string]string{"signing_key": h.SigningKey, "secret": h.Session.Secret, "api_token": h.APIToken} {
+		if v != "" && !config.IsPlaceholder(v) {
+			h.logger.Warn("literal secret in the config: it appears in config dumps; use an {env.X} placeholder or the _file form",
+				zap.String("field", field))
+		}
 	}
 	for _, w := range h.cfg.Warnings() {
 		h.logger.Warn(w)
 	}
 }
 
+func (h *Handler) policyName() string {
+	if h.Authorize == nil || h.Authorize.Policy == "" {
+		return "any"
+	}
+	return h.Authorize.Policy
+}
+
+// Cleanup stops background work, such as JWKS refreshes, when the config
+// is unloaded. It is safe after a failed Provision.
+func (h *Handler) Cleanup() error {
+	if h.gate != nil && h.gate.cancel != nil {
+		h.gate.cancel()
+	}
+	return nil
+}
+
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/seed-a64a90cf/imagegate/imageref"
+	"github.com/seed-a64a90cf/imagegate/session"
 )
 
 // Header values shared by every response. Handlers and net/http only
@@ -39,6 +40,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	vs, ok := h.variants[ref.Variant]
 	if !ok {
 		return h.fail(w, r, otherVariant, outcomeNotFound, http.StatusNotFound, "unknown variant")
+	}
+	caller, denied, ok := h.gate.check(r, session.Image{ID: ref.ID, Variant: ref.Variant}, h.now)
+	if !ok {
+		return h.deny(w, r, ref.Variant, denied)
 	}
 
 	u, hit := h.signer.URL(ref.ID, ref.Variant, vs.public)
@@ -84,9 +89,36 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	vs.served(out, billable, u.Expires.Sub(now).Seconds())
 	if c := h.logger.Check(zap.DebugLevel, "served"); c != nil {
 		c.Write(zap.String("outcome", out.String()), zap.String("variant", ref.Variant),
-			zap.Bool("cache_hit", hit), zap.String("key_id", h.keyID))
+			zap.String("subject", subjectHash(caller.Subject)), zap.Bool("cache_hit", hit),
+			zap.String("key_id", h.keyID))
 	}
 	return nil
+}
+
+// deny answers a request that failed the session or authorization check.
+// None of these answers may be cached: the same URL succeeds once the
+// caller logs in.
+func (h *Handler) deny(w http.ResponseWriter, r *http.Request, variant string, out outcome) error {
+	switch out {
+	case outcomeUnauthenticated:
+		if h.gate.challenge != nil {
+			w.Header()["Www-Authenticate"] = h.gate.challenge
+		}
+		return h.fail(w, r, variant, out, http.StatusUnauthorized, "authentication required")
+	case outcomeForbidden:
+		return h.fail(w, r, variant, out, http.StatusForbidden, "access to this image is denied")
+	default:
+		w.Header().Set("Retry-After", "5")
+		return h.fail(w, r, variant, out, http.StatusServiceUnavailable, "authorization is temporarily unavailable")
+	}
+}
+
+// subjectHash names a caller in logs without recording who they are.
+func subjectHash(sub string) string {
+	if sub == "" {
+		return ""
+	}
+	return session.SubjectHash(sub)
 }
 
 // stripPrefix returns the part of an escaped path after "<prefix>/", and
