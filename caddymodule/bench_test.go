@@ -4,10 +4,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/seed-a64a90cf/imagegate/session"
 )
 
 // discardWriter is the cheapest possible http.ResponseWriter: it reuses one
@@ -50,3 +53,46 @@ func BenchmarkServeHTTPHit(b *testing.B) { benchServe(b, "image/avif,image/webp,
 
 // BenchmarkServeHTTPHitJSON is the same for a client asking for JSON.
 func BenchmarkServeHTTPHitJSON(b *testing.B) { benchServe(b, "application/json") }
+
+func benchServeWith(b *testing.B, h *Handler, hdr map[string]string) {
+	h.logger = zap.NewNop()
+	r := httptest.NewRequest("GET", "/img/2cdc28f0-017a-49c4-9ed7-87056c83901f/thumbnail", nil)
+	for k, v := range hdr {
+		r.Header.Set(k, v)
+	}
+	caddyhttp.NewTestReplacer(r)
+	w := &discardWriter{h: make(http.Header, 8)}
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	_ = h.ServeHTTP(w, r, next) // fill the caches
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		if err := h.ServeHTTP(w, r, next); err != nil || w.code != http.StatusFound {
+			b.Fatalf("status %d, err %v", w.code, err)
+		}
+	}
+}
+
+// BenchmarkServeHTTPHitJWT: a browser with an HS256 session cookie whose
+// verification is cached.
+func BenchmarkServeHTTPHitJWT(b *testing.B) {
+	b.Setenv("TEST_JWT_SECRET", jwtSecret)
+	h := newTestHandler(b, func(h *Handler) {
+		h.Session = &SessionConfig{Method: "jwt", Sources: []CredentialSource{{Cookie: "session"}}, Secret: "{env.TEST_JWT_SECRET}"}
+	})
+	tok, _ := session.MintHS256([]byte(jwtSecret), "alice", time.Hour, nil, time.Now())
+	benchServeWith(b, h, map[string]string{"Cookie": "session=" + tok})
+}
+
+// BenchmarkServeHTTPHitIntrospect: an opaque session whose decision is
+// cached.
+func BenchmarkServeHTTPHitIntrospect(b *testing.B) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-User-Id", "alice")
+	}))
+	defer app.Close()
+	h := newTestHandler(b, func(h *Handler) {
+		h.Session = &SessionConfig{Method: "introspect", URL: app.URL, Sources: []CredentialSource{{Cookie: "sessionid"}}}
+	})
+	benchServeWith(b, h, map[string]string{"Cookie": "sessionid=abc123"})
+}

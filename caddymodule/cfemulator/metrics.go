@@ -1,0 +1,37 @@
+package cfemulator
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The collectors are process-wide and registered into every config's
+// registry (CADDY.md §3, pattern A), so counts survive config reloads.
+var (
+	deliveriesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "imagegate_emulator_deliveries_total",
+		Help: "Delivery requests the Cloudflare Images emulator answered, by variant and HTTP status code; code 200 is what Cloudflare would bill. 304 answers are counted in imagegate_emulator_not_modified_total instead.",
+	}, []string{"variant", "code"})
+	notModifiedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "imagegate_emulator_not_modified_total",
+		Help: "Delivery requests the Cloudflare Images emulator answered with 304 Not Modified, by variant.",
+	}, []string{"variant"})
+)
+
+// registerMetrics adds the collectors to reg, accepting that they are
+// already there (the handler may appear more than once in a config). A nil
+// registry, as in a bare caddy.Context, registers nothing.
+func registerMetrics(reg *prometheus.Registry) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{deliveriesTotal, notModifiedTotal} {
+		if err := reg.Register(c); err != nil {
+			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,305 @@
+// Package cfemulator registers the Caddy HTTP handler cf_images_emulator,
+// which serves imagegate's local Cloudflare Images emulator (package
+// emulator) so that the gateway can be run and tested with no Cloudflare
+// account and no network.
+package cfemulator
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/seed-a64a90cf/imagegate/emulator"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler serves a local Cloudflare Images emulator: the Images API under
+// /client/v4/accounts/<account_id>/images/, one-time upload URLs at
+// POST /<account_hash>/<image_id>, and delivery at
+// /<account_hash>/<image_id>/<variant> and
+// /cdn-cgi/imagedelivery/<account_hash>/<image_id>/<variant>, with the
+// signature checks, limits and error codes Cloudflare documents.
+//
+// It is a development and test tool. Every field has a development default,
+// so `cf_images_emulator` alone gives a working account. Unless
+// listen_public is set it refuses requests that arrive on a non-loopback
+// address.
+//
+// It answers every request it sees and never calls the next handler.
+//
+// Deliveries are counted on Caddy's metrics registry as
+// imagegate_emulator_deliveries_total{variant,code} and, for 304 Not
+// Modified answers, imagegate_emulator_not_modified_total{variant}. The
+// variant label is a configured variant's name, "flexible" or "other".
+type Handler struct {
+	// AccountID is the 32-hex-digit account id of API paths. Default
+	// "0123456789abcdef0123456789abcdef". Global placeholders such as
+	// {env.X} and {file./path} are resolved when the config is loaded.
+	AccountID string `json:"account_id,omitempty"`
+
+	// AccountHash is the URL-safe account hash of delivery and upload
+	// URLs. Default "emu-account-hash". Global placeholders are resolved.
+	AccountHash string `json:"account_hash,omitempty"`
+
+	// APIToken is the bearer token the API requires. Default
+	// "dev-api-token". Give real-looking secrets as {env.X} or
+	// {file./path} so that they stay out of the adapted JSON config.
+	APIToken string `json:"api_token,omitempty"`
+
+	// SigningKey is the value of the signing key named "default", which
+	// signed delivery URLs are checked against (together with any key
+	// added through the API). Default "dev-signing-key". Global
+	// placeholders are resolved; prefer them for real keys.
+	SigningKey string `json:"signing_key,omitempty"`
+
+	// Storage is the directory that keeps images, records, variants and
+	// keys across restarts, or "memory" to keep them in memory only.
+	// Default: the "imagegate-emulator" directory in Caddy's data
+	// directory. Global placeholders are resolved. The storage is shared
+	// by every handler that names it and survives config reloads.
+	Storage string `json:"storage,omitempty"`
+
+	// BaseURL is the emulator's external URL (scheme, host and port, no
+	// path), used in the uploadURL and variants fields of API answers.
+	// Default: derived from each request's scheme and Host.
+	BaseURL string `json:"base_url,omitempty"`
+
+	// BrowserTTL is the max-age of public deliveries unless a variant sets
+	// its own. Default 2 days, as on Cloudflare.
+	BrowserTTL caddy.Duration `json:"browser_ttl,omitempty"`
+
+	// FlexibleVariants enables option-style variants such as "w=400".
+	// Default false, as on Cloudflare.
+	FlexibleVariants bool `json:"flexible_variants,omitempty"`
+
+	// ListenPublic lets the emulator answer requests that arrive on a
+	// non-loopback address. Default false: such requests get 403.
+	ListenPublic bool `json:"listen_public,omitempty"`
+
+	// Variants are named variants, keyed by name, installed at every start
+	// on top of the defaults: public (scale-down 1366×768), thumbnail
+	// (cover 200×200) and avatar (cover 96×96, never requires a signed
+	// URL). A configured variant replaces a default of the same name.
+	Variants map[string]*Variant `json:"variants,omitempty"`
+
+	emu      *emulator.Emulator
+	logger   *zap.Logger
+	storeKey string
+	// known holds the configured variant names: the only values of the
+	// variant label besides "flexible" and "other", so that variants made
+	// and deleted through the API cannot grow the number of series.
+	known map[string]bool
+}
+
+// Variant is a named variant's configuration.
+type Variant struct {
+	// Fit is scale-down, contain, cover, crop or pad. Default scale-down.
+	Fit string `json:"fit,omitempty"`
+	// Width is the box width in pixels, 1 to 12000. Required.
+	Width int `json:"width,omitempty"`
+	// Height is the box height in pixels, 1 to 12000. Required.
+	Height int `json:"height,omitempty"`
+	// NeverRequireSignedURLs lets private images be delivered under this
+	// variant without a signature. Default false.
+	NeverRequireSignedURLs bool `json:"never_require_signed_urls,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.cf_images_emulator",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// stores shares each storage between the handlers that name it and across
+// config reloads, during which the old and new handler briefly coexist.
+var stores = caddy.NewUsagePool()
+
+// pooledStore is a Store held in the usage pool.
+type pooledStore struct{ emulator.Store }
+
+func (pooledStore) Destruct() error { return nil }
+
+// Provision resolves placeholders, opens the storage, registers the
+// metrics and builds the emulator.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+
+	repl := caddy.NewReplacer()
+	var errs []error
+	resolve := func(field, v string, secret bool) string {
+		if v == "" {
+			return ""
+		}
+		out, err := repl.ReplaceOrErr(v, true, true)
+		if err != nil {
+			if secret {
+				// The error would quote part of the value.
+				err = errors.New("a placeholder is unset or unknown")
+			}
+			errs = append(errs, fmt.Errorf("%s: %v", field, err))
+		}
+		return out
+	}
+	cfg := emulator.Config{
+		AccountID:        resolve("account_id", h.AccountID, false),
+		AccountHash:      resolve("account_hash", h.AccountHash, false),
+		APIToken:         resolve("api_token", h.APIToken, true),
+		SigningKey:       resolve("signing_key", h.SigningKey, true),
+		BaseURL:          resolve("base_url", h.BaseURL, false),
+		BrowserTTL:       time.Duration(h.BrowserTTL),
+		FlexibleVariants: h.FlexibleVariants,
+		Variants:         emulator.DefaultVariants(),
+		OnDelivery:       h.count,
+	}
+	storage := resolve("storage", h.Storage, false)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("cf_images_emulator: %w", err)
+	}
+
+	h.known = map[string]bool{}
+	for _, v := range cfg.Variants {
+		h.known[v.ID] = true
+	}
+	names := make([]string, 0, len(h.Variants))
+	for name := range h.Variants {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		v := h.Variants[name]
+		if v == nil {
+			return fmt.Errorf("cf_images_emulator: variant %q: no definition", name)
+		}
+		fit := v.Fit
+		if fit == "" {
+			fit = emulator.FitScaleDown
+		}
+		cfg.Variants = slices.DeleteFunc(cfg.Variants, func(o emulator.Variant) bool { return o.ID == name })
+		cfg.Variants = append(cfg.Variants, emulator.Variant{
+			ID:                     name,
+			Options:                emulator.VariantOptions{Fit: fit, Width: v.Width, Height: v.Height, Metadata: "none"},
+			NeverRequireSignedURLs: v.NeverRequireSignedURLs,
+		})
+		h.known[name] = true
+	}
+
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("cf_images_emulator: registering metrics: %w", err)
+	}
+
+	if storage == "" {
+		storage = filepath.Join(caddy.AppDataDir(), "imagegate-emulator")
+	}
+	key := "memory:" + cfg.AccountID
+	if storage != "memory" {
+		abs, err := filepath.Abs(storage)
+		if err != nil {
+			return fmt.Errorf("cf_images_emulator: storage: %w", err)
+		}
+		storage, key = abs, "dir:"+abs
+	}
+	val, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
+		if storage == "memory" {
+			return pooledStore{emulator.NewMemoryStore()}, nil
+		}
+		s, err := emulator.OpenDirStore(storage)
+		if err != nil {
+			return nil, err
+		}
+		return pooledStore{s}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("cf_images_emulator: opening storage: %w", err)
+	}
+	h.storeKey = key
+	cfg.Store = val.(pooledStore).Store
+
+	if h.emu, err = emulator.New(cfg); err != nil {
+		return fmt.Errorf("cf_images_emulator: %w", err)
+	}
+
+	h.logger.Info("serving a local Cloudflare Images emulator; for development and tests only",
+		zap.String("account_id", cfg.AccountID),
+		zap.String("account_hash", cfg.AccountHash),
+		zap.String("storage", storage),
+		zap.Strings("variants", slices.Sorted(maps.Keys(h.known))))
+	if h.ListenPublic {
+		h.logger.Warn("listen_public is set: the emulator answers on every address it is bound to, with development credentials unless configured otherwise")
+	} else {
+		h.logger.Info("the emulator answers only requests that arrive on a loopback address (127.0.0.0/8, ::1); others get 403 unless listen_public is set")
+	}
+	return nil
+}
+
+// ServeHTTP serves the emulator. It is terminal: next is never called.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if !h.ListenPublic && !arrivedOnLoopback(r) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusForbidden)
+		w.Write([]byte("cf_images_emulator is a development tool and answers only on loopback addresses; set listen_public to serve others\n"))
+		return nil
+	}
+	h.emu.ServeHTTP(w, r)
+	return nil
+}
+
+// arrivedOnLoopback reports whether the connection's local address is a
+// loopback address. A request without one (not from a real listener) is
+// treated as non-loopback: the rule fails closed.
+func arrivedOnLoopback(r *http.Request) bool {
+	addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return false
+	}
+	host := addr.String()
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// count is the emulator's delivery hook.
+func (h *Handler) count(variant string, status int, notModified bool) {
+	if variant != "flexible" && !h.known[variant] {
+		variant = "other"
+	}
+	if notModified {
+		notModifiedTotal.WithLabelValues(variant).Inc()
+		return
+	}
+	deliveriesTotal.WithLabelValues(variant, strconv.Itoa(status)).Inc()
+}
+
+// Cleanup releases the storage.
+func (h *Handler) Cleanup() error {
+	if h.storeKey == "" {
+		return nil
+	}
+	_, err := stores.Delete(h.storeKey)
+	h.storeKey = ""
+	return err
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,316 @@
+package caddymodule
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/seed-a64a90cf/imagegate/session"
+)
+
+const jwtSecret = "0123456789abcdef0123456789abcdef-test"
+
+func mint(t *testing.T, sub string, ttl time.Duration, claims map[string]string, now time.Time) string {
+	t.Helper()
+	tok, err := session.MintHS256([]byte(jwtSecret), sub, ttl, claims, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// algNone is a token claiming to need no signature.
+func algNone(sub string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	payload, _ := json.Marshal(map[string]any{"sub": sub, "exp": time.Now().Add(time.Hour).Unix()})
+	return enc([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + enc(payload) + "."
+}
+
+func jwtHandler(t *testing.T, authorize *AuthorizeConfig) *Handler {
+	t.Setenv("TEST_JWT_SECRET", jwtSecret)
+	return newTestHandler(t, func(h *Handler) {
+		h.Session = &SessionConfig{
+			Method:  "jwt",
+			Sources: []CredentialSource{{Cookie: "session"}, {Header: "Authorization"}},
+			Secret:  "{env.TEST_JWT_SECRET}",
+		}
+		h.Authorize = authorize
+	})
+}
+
+func TestJWTSession(t *testing.T) {
+	h := jwtHandler(t, nil)
+	now := time.Now()
+	good := mint(t, "alice", time.Hour, nil, now)
+	parts := strings.Split(good, ".")
+	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"mallory","exp":9999999999}`)) + "." + parts[2]
+	for i, tc := range []struct {
+		name       string
+		hdr        map[string]string
+		wantStatus int
+	}{
+		{"cookie", map[string]string{"Cookie": "session=" + good}, 302},
+		{"bearer", map[string]string{"Authorization": "Bearer " + good}, 302},
+		{"none", nil, 401},
+		{"expired", map[string]string{"Cookie": "session=" + mint(t, "alice", time.Minute, nil, now.Add(-time.Hour))}, 401},
+		{"not yet valid", map[string]string{"Cookie": "session=" + mint(t, "alice", time.Hour, nil, now.Add(time.Hour))}, 401},
+		{"alg none", map[string]string{"Cookie": "session=" + algNone("alice")}, 401},
+		{"tampered", map[string]string{"Cookie": "session=" + tampered}, 401},
+		{"garbage", map[string]string{"Authorization": "Bearer not.a.token"}, 401},
+		{"oversized", map[string]string{"Cookie": "session=" + strings.Repeat("a", 9000)}, 401},
+	} {
+		w, _ := serve(t, h, "GET", "/img/abc/public", tc.hdr)
+		if w.Code != tc.wantStatus {
+			t.Errorf("case %d %s: status %d, want %d", i, tc.name, w.Code, tc.wantStatus)
+			continue
+		}
+		if w.Code == 401 {
+			if w.Header().Get("WWW-Authenticate") != "Bearer" || w.Header().Get("Cache-Control") != "no-store" {
+				t.Errorf("case %d %s: 401 headers %v", i, tc.name, w.Header())
+			}
+			if w.Header().Get("Location") != "" || strings.Contains(w.Body.String(), "sig=") {
+				t.Errorf("case %d %s: a 401 carries a URL", i, tc.name)
+			}
+		}
+	}
+}
+
+func TestClaimPolicy(t *testing.T) {
+	h := jwtHandler(t, &AuthorizeConfig{Policy: "claim", Claim: "images", Template: "{id}"})
+	tok := mint(t, "alice", time.Hour, map[string]string{"images": "mine"}, time.Now())
+	cookie := map[string]string{"Cookie": "session=" + tok}
+	if w, _ := serve(t, h, "GET", "/img/mine/public", cookie); w.Code != 302 {
+		t.Errorf("own image: status %d", w.Code)
+	}
+	forbidden := metrics.sessionChecks.WithLabelValues("jwt", "forbidden")
+	before := testutil.ToFloat64(forbidden)
+	if w, _ := serve(t, h, "GET", "/img/theirs/public", cookie); w.Code != 403 || w.Header().Get("Location") != "" {
+		t.Errorf("other image: status %d", w.Code)
+	}
+	if testutil.ToFloat64(forbidden)-before != 1 {
+		t.Error("the denial was not counted")
+	}
+}
+
+// introspectApp is the application behind `session introspect`.
+func introspectApp(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		c, err := r.Cookie("sessionid")
+		switch {
+		case err != nil:
+			w.WriteHeader(401)
+		case c.Value == "alice" && r.Header.Get("X-Image-Id") != "secret":
+			w.Header().Set("X-User-Id", "alice")
+			w.WriteHeader(204)
+		case c.Value == "broken":
+			w.WriteHeader(500)
+		default:
+			w.WriteHeader(403)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &calls
+}
+
+func TestIntrospectSession(t *testing.T) {
+	app, calls := introspectApp(t)
+	h := newTestHandler(t, func(h *Handler) {
+		h.Session = &SessionConfig{Method: "introspect", URL: app.URL, PerImage: true,
+			Sources: []CredentialSource{{Cookie: "sessionid"}}}
+		h.Authorize = &AuthorizeConfig{Policy: "introspect"}
+	})
+	for i, tc := range []struct {
+		cookie, id string
+		want       int
+	}{
+		{"alice", "abc", 302},
+		{"alice", "secret", 403},
+		{"bob", "abc", 403},
+		{"", "abc", 401},
+		{"broken", "abc", 503},
+	} {
+		hdr := map[string]string{}
+		if tc.cookie != "" {
+			hdr["Cookie"] = "sessionid=" + tc.cookie
+		}
+		if w, _ := serve(t, h, "GET", "/img/"+tc.id+"/public", hdr); w.Code != tc.want {
+			t.Errorf("case %d: status %d, want %d", i, w.Code, tc.want)
+		}
+	}
+	n := calls.Load()
+	serve(t, h, "GET", "/img/abc/public", map[string]string{"Cookie": "sessionid=alice"})
+	if calls.Load() != n {
+		t.Error("a cached decision called the application again")
+	}
+	app.Close() // down: cached decisions still answer, new ones fail closed
+	if w, _ := serve(t, h, "GET", "/img/other/public", map[string]string{"Cookie": "sessionid=alice"}); w.Code != 503 {
+		t.Errorf("application down: status %d, want 503", w.Code)
+	}
+}
+
+func TestCaddyAuthSession(t *testing.T) {
+	h := newTestHandler(t, func(h *Handler) { h.Session = &SessionConfig{Method: "caddy_auth"} })
+	for user, want := range map[string]int{"alice": 302, "": 401} {
+		r := httptest.NewRequest("GET", "/img/abc/public", nil)
+		repl := caddyhttp.NewTestReplacer(r)
+		if user != "" {
+			repl.Set("http.auth.user.id", user)
+		}
+		w := httptest.NewRecorder()
+		if err := h.ServeHTTP(w, r, &nextHandler{}); err != nil {
+			t.Fatal(err)
+		}
+		if w.Code != want {
+			t.Errorf("user %q: status %d, want %d", user, w.Code, want)
+		}
+	}
+}
+
+// imagesAPI stands in for the Cloudflare Images API: image "a1" is owned
+// by alice, "down" makes the API fail.
+func imagesAPI(t *testing.T) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer api-token" {
+			w.WriteHeader(403)
+			return
+		}
+		switch r.URL.Path {
+		case "/accounts/0123456789abcdef0123456789abcdef/images/v1/a1":
+			_, _ = w.Write([]byte(`{"success":true,"errors":[],"messages":[],"result":{"id":"a1","meta":{"owner":"alice"}}}`))
+		case "/accounts/0123456789abcdef0123456789abcdef/images/v1/down":
+			w.WriteHeader(502)
+		default:
+			w.WriteHeader(404)
+			_, _ = w.Write([]byte(`{"success":false,"errors":[{"code":5404,"message":"Image not found"}],"messages":[],"result":null}`))
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestOwnerPolicy(t *testing.T) {
+	api := imagesAPI(t)
+	t.Setenv("TEST_JWT_SECRET", jwtSecret)
+	t.Setenv("TEST_API_TOKEN", "api-token")
+	h := newTestHandler(t, func(h *Handler) {
+		h.Session = &SessionConfig{Method: "jwt", Sources: []CredentialSource{{Cookie: "session"}}, Secret: "{env.TEST_JWT_SECRET}"}
+		h.Authorize = &AuthorizeConfig{Policy: "owner", Field: "owner"}
+		h.AccountID, h.APIToken, h.APIURL = "0123456789abcdef0123456789abcdef", "{env.TEST_API_TOKEN}", api.URL
+	})
+	as := func(sub string) map[string]string {
+		return map[string]string{"Cookie": "session=" + mint(t, sub, time.Hour, nil, time.Now())}
+	}
+	for i, tc := range []struct {
+		sub, id string
+		want    int
+	}{
+		{"alice", "a1", 302},
+		{"bob", "a1", 403},
+		{"alice", "missing", 403},
+		{"alice", "down", 503},
+	} {
+		if w, _ := serve(t, h, "GET", "/img/"+tc.id+"/public", as(tc.sub)); w.Code != tc.want {
+			t.Errorf("case %d: %s asking for %s: status %d, want %d", i, tc.sub, tc.id, w.Code, tc.want)
+		}
+	}
+}
+
+func TestSessionConfigErrors(t *testing.T) {
+	for i, tc := range []struct {
+		s    *SessionConfig
+		a    *AuthorizeConfig
+		want string
+	}{
+		{&SessionConfig{Method: "jwt"}, nil, "session jwt"},
+		{&SessionConfig{Method: "jwt", Secret: "short"}, nil, "session jwt"},
+		{&SessionConfig{Method: "introspect"}, nil, "session introspect"},
+		{&SessionConfig{Method: "none"}, &AuthorizeConfig{Policy: "claim", Claim: "c", Template: "{id}"}, "needs session jwt"},
+		{&SessionConfig{Method: "none"}, &AuthorizeConfig{Policy: "owner", Field: "owner"}, "authorize owner"},
+		{&SessionConfig{Method: "caddy_auth"}, &AuthorizeConfig{Policy: "owner", Field: "owner"}, "needs account_id and api_token"},
+		{&SessionConfig{Method: "none"}, &AuthorizeConfig{Policy: "everyone"}, `unknown policy "everyone"`},
+		{&SessionConfig{Method: "magic"}, nil, `unknown method "magic"`},
+	} {
+		h := &Handler{AccountHash: "acc", SigningKey: "k", Variants: []string{"public"}, Session: tc.s, Authorize: tc.a}
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
+		err := h.Provision(ctx)
+		_ = h.Cleanup()
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("case %d: Provision() = %v, want %q", i, err, tc.want)
+		}
+	}
+}
+
+func TestUnmarshalSessionBlocks(t *testing.T) {
+	var h Handler
+	err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(`cf_images {
+		session jwt {
+			cookie session
+			header Authorization
+			secret_file /run/secrets/jwt
+			issuer https://id.example
+			audience images
+			leeway 10s
+			subject_claim uid
+		}
+		authorize claim images {id}
+	}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := SessionConfig{Method: "jwt", Sources: []CredentialSource{{Cookie: "session"}, {Header: "Authorization"}},
+		SecretFile: "/run/secrets/jwt", Issuer: "https://id.example", Audience: "images",
+		Leeway: caddy.Duration(10 * time.Second), SubjectClaim: "uid"}
+	if got := *h.Session; got.Method != want.Method || len(got.Sources) != 2 || got.Sources[0] != want.Sources[0] ||
+		got.SecretFile != want.SecretFile || got.Issuer != want.Issuer || got.Audience != want.Audience ||
+		got.Leeway != want.Leeway || got.SubjectClaim != want.SubjectClaim {
+		t.Fatalf("session = %+v", got)
+	}
+	if *h.Authorize != (AuthorizeConfig{Policy: "claim", Claim: "images", Template: "{id}"}) {
+		t.Fatalf("authorize = %+v", *h.Authorize)
+	}
+
+	h = Handler{}
+	err = h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(`cf_images {
+		session introspect http://127.0.0.1:9000/auth {
+			cookie sessionid
+			timeout 1s
+			cache_ttl 1m
+			negative_ttl 2s
+		}
+		authorize introspect per_image
+	}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := h.Session; s.URL != "http://127.0.0.1:9000/auth" || !s.PerImage || s.Timeout != caddy.Duration(time.Second) ||
+		s.CacheTTL != caddy.Duration(time.Minute) || s.NegativeTTL != caddy.Duration(2*time.Second) {
+		t.Fatalf("session = %+v", *s)
+	}
+
+	for i, src := range []string{
+		"cf_images {\n session jwt {\n per_image\n }\n}",
+		"cf_images {\n session introspect {\n cookie a\n }\n}",
+		"cf_images {\n session none\n authorize introspect per_image\n}",
+		"cf_images {\n authorize claim images\n}",
+		"cf_images {\n session oauth\n}",
+	} {
+		var h Handler
+		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(src)); err == nil {
+			t.Errorf("case %d: %q parsed without error", i, src)
+		}
+	}
+}
