@@ -1,0 +1,171 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/seed-a64a90cf/imagegate/session"
+)
+
+// TestLogsCarryNoSecrets runs two gateways (JWT with owner authorization,
+// and introspection) at DEBUG with access logs on, as README recommends
+// configuring them, sends good and bad traffic, and then searches every
+// line the process wrote for every secret involved: the signing key, the
+// JWT secret, the API token, each token and cookie sent, and each sig
+// handed out.
+func TestLogsCarryNoSecrets(t *testing.T) {
+	const (
+		apiToken   = "api-token-never-logged-7f3a"
+		cookieVal  = "opaque-session-never-logged-91c2"
+		accountID  = "0123456789abcdef0123456789abcdef"
+		ownedImage = "owned-by-alice"
+	)
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+apiToken {
+			w.WriteHeader(403)
+			return
+		}
+		if strings.HasSuffix(r.URL.Path, "/"+ownedImage) {
+			fmt.Fprint(w, `{"success":true,"errors":[],"messages":[],"result":{"id":"x","meta":{"owner":"alice"}}}`)
+			return
+		}
+		w.WriteHeader(404)
+		fmt.Fprint(w, `{"success":false,"errors":[{"code":5404,"message":"Image not found"}],"messages":[],"result":null}`)
+	}))
+	defer api.Close()
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, _ := r.Cookie("sessionid"); c != nil && c.Value == cookieVal {
+			w.Header().Set("X-User-Id", "carol")
+			return
+		}
+		w.WriteHeader(401)
+	}))
+	defer app.Close()
+
+	jwtSite := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	introSite := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	accessLog := `log {
+		format filter {
+			wrap json
+			fields {
+				resp_headers>Location delete
+			}
+		}
+	}`
+	srv := start(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+	log {
+		level DEBUG
+	}
+}
+http://%[1]s {
+	%[5]s
+	cf_images {
+		account_hash {env.CF_ACCOUNT_HASH}
+		signing_key  {env.CF_IMAGES_KEY}
+		delivery_url http://127.0.0.1:1
+		variants     public
+		session jwt {
+			cookie session
+			header Authorization
+			secret {env.JWT_SECRET}
+		}
+		authorize owner owner
+		account_id %[3]s
+		api_token  {env.CF_API_TOKEN}
+		api_url    %[4]s
+	}
+}
+http://%[2]s {
+	%[5]s
+	cf_images {
+		account_hash {env.CF_ACCOUNT_HASH}
+		signing_key  {env.CF_IMAGES_KEY}
+		delivery_url http://127.0.0.1:1
+		variants     public
+		session introspect %[6]s {
+			cookie sessionid
+		}
+	}
+}
+`, jwtSite, introSite, accountID, api.URL, accessLog, app.URL),
+		[]string{"CF_ACCOUNT_HASH=" + testHash, "CF_IMAGES_KEY=" + testKey, "JWT_SECRET=" + e2eJWTSecret, "CF_API_TOKEN=" + apiToken},
+		jwtSite, introSite)
+
+	secrets := []string{testKey, e2eJWTSecret, apiToken, cookieVal}
+	alice, _ := session.MintHS256([]byte(e2eJWTSecret), "alice", time.Hour, nil, time.Now())
+	bob, _ := session.MintHS256([]byte(e2eJWTSecret), "bob", time.Hour, nil, time.Now())
+	forged, _ := session.MintHS256([]byte("another-secret-that-is-32-bytes-long!"), "alice", time.Hour, nil, time.Now())
+	secrets = append(secrets, alice, bob, forged)
+	// Also the parts of each token, in case something logs a fragment.
+	for _, tok := range []string{alice, bob, forged} {
+		secrets = append(secrets, strings.Split(tok, ".")[2])
+	}
+
+	sigs := map[string]bool{}
+	collect := func(resp *http.Response, body string) {
+		raw := resp.Header.Get("Location")
+		if strings.HasPrefix(body, "{") {
+			var b struct{ URL string }
+			_ = json.Unmarshal([]byte(body), &b)
+			raw = b.URL
+		}
+		if u, err := url.Parse(raw); err == nil && u.Query().Get("sig") != "" {
+			sigs[u.Query().Get("sig")] = true
+		}
+	}
+	for _, tc := range []struct {
+		site, path string
+		hdr        map[string]string
+		want       int
+	}{
+		{jwtSite, "/img/" + ownedImage + "/public", map[string]string{"Cookie": "session=" + alice}, 302},
+		{jwtSite, "/img/" + ownedImage + "/public", map[string]string{"Authorization": "Bearer " + alice, "Accept": "application/json"}, 200},
+		{jwtSite, "/img/" + ownedImage + "/public", map[string]string{"Cookie": "session=" + bob}, 403},
+		{jwtSite, "/img/someone-else/public", map[string]string{"Cookie": "session=" + alice}, 403},
+		{jwtSite, "/img/" + ownedImage + "/public", map[string]string{"Cookie": "session=" + forged}, 401},
+		{jwtSite, "/img/" + ownedImage + "/nope", map[string]string{"Cookie": "session=" + alice}, 404},
+		{introSite, "/img/any/public", map[string]string{"Cookie": "sessionid=" + cookieVal}, 302},
+		{introSite, "/img/any/public", map[string]string{"Cookie": "sessionid=wrong-" + cookieVal}, 401},
+	} {
+		resp, body := get(t, "GET", "http://"+tc.site+tc.path, tc.hdr)
+		if resp.StatusCode != tc.want {
+			t.Fatalf("%s %v: status %d, want %d", tc.path, tc.hdr, resp.StatusCode, tc.want)
+		}
+		collect(resp, body)
+	}
+	if len(sigs) == 0 {
+		t.Fatal("no signed URL was handed out, so the sig check below would prove nothing")
+	}
+	for sig := range sigs {
+		secrets = append(secrets, sig)
+	}
+
+	// The process writes its logs to stderr; give it a moment to flush by
+	// reading until the last request's access-log line is present.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(srv.logs.String(), "wrong-") && !strings.Contains(srv.logs.String(), "\"status\":401") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	logs := srv.logs.String()
+	if !strings.Contains(logs, `"logger":"http.handlers.cf_images"`) || !strings.Contains(logs, `"msg":"served"`) {
+		t.Fatalf("the handler's debug lines are missing, so the search proves nothing:\n%s", logs)
+	}
+	for _, s := range secrets {
+		if strings.Contains(logs, s) {
+			t.Errorf("a secret (%.6s…) appears in the logs", s)
+		}
+	}
+	if t.Failed() {
+		_ = os.WriteFile(filepath.Join(t.TempDir(), "logs"), []byte(logs), 0o600)
+	}
+}
