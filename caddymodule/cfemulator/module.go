@@ -167,6 +167,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Variants:         emulator.DefaultVariants(),
 		OnDelivery:       h.count,
 	}
+	// The account's identity is filled in here, not left to the emulator,
+	// so that the log line and the storage key name it.
+	if cfg.AccountID == "" {
+		cfg.AccountID = emulator.DefaultAccountID
+	}
+	if cfg.AccountHash == "" {
+		cfg.AccountHash = emulator.DefaultAccountHash
+	}
 	storage := resolve("storage", h.Storage, false)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("cf_images_emulator: %w", err)
