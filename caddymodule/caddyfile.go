@@ -67,6 +67,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    api_token_file   <path>
 //	    api_url          <url>
 //	    metadata_ttl     <duration>
+//	    upload_path      <path>
+//	    upload_owner_field <meta_field>
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
@@ -118,6 +120,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.APIURL, err = oneArg(d)
 		case "metadata_ttl":
 			h.MetadataTTL, err = durationArg(d)
+		case "upload_path":
+			h.UploadPath, err = oneArg(d)
+		case "upload_owner_field":
+			h.UploadOwnerField, err = oneArg(d)
 		default:
 			err = d.Errf("unrecognized subdirective %q", field)
 		}

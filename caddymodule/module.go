@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/seed-a64a90cf/imagegate/cfapi"
 	"github.com/seed-a64a90cf/imagegate/config"
 	"github.com/seed-a64a90cf/imagegate/signer"
 )
@@ -117,8 +118,21 @@ type Handler struct {
 	// Default: 5m.
 	MetadataTTL caddy.Duration `json:"metadata_ttl,omitempty"`
 
+	// UploadPath, if set, turns on uploads: an authenticated POST to this
+	// exact path answers `{"id","uploadURL"}` with a one-time Cloudflare
+	// direct-upload URL for a private image (requireSignedURLs is always
+	// sent) whose metadata names the caller. Needs account_id, api_token
+	// and a session method that identifies callers. Default: off.
+	UploadPath string `json:"upload_path,omitempty"`
+
+	// UploadOwnerField is the metadata field stamped with the uploader's
+	// subject, the field `authorize owner` reads. Default: `owner`.
+	UploadOwnerField string `json:"upload_owner_field,omitempty"`
+
 	cfg      config.Gateway
 	gate     *gate
+	api      *cfapi.Client
+	uploads  *uploader
 	signer   *signer.Signer
 	variants map[string]*variantState
 	prefix   string // Prefix, without a trailing slash
@@ -151,6 +165,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return errors.New("cf_images: session: required; use `session none` for explicit public access")
 	}
 	if h.gate, err = h.newGate(ctx, r); err != nil {
+		return fmt.Errorf("cf_images: %w", err)
+	}
+	if h.uploads, err = h.newUploader(r); err != nil {
 		return fmt.Errorf("cf_images: %w", err)
 	}
 	h.cfg = cfg

@@ -24,7 +24,11 @@ var (
 // ServeHTTP implements caddyhttp.MiddlewareHandler. Reading it top to
 // bottom gives the request's whole path through the gateway.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	rest, ok := h.stripPrefix(r.URL.EscapedPath())
+	path := r.URL.EscapedPath()
+	if h.uploads != nil && path == h.uploads.path {
+		return h.uploads.serve(w, r, h)
+	}
+	rest, ok := h.stripPrefix(path)
 	if !ok {
 		return next.ServeHTTP(w, r)
 	}

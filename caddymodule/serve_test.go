@@ -37,7 +37,7 @@ func newTestHandler(t testing.TB, edit func(*Handler)) *Handler {
 	if edit != nil {
 		edit(h)
 	}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	ctx, cancel := newContext(t)
 	t.Cleanup(cancel)
 	if err := h.Provision(ctx); err != nil {
 		t.Fatalf("Provision: %v", err)
@@ -242,4 +242,8 @@ func TestRequestCannotChangeHost(t *testing.T) {
 			t.Errorf("%s: Location %s leaves the delivery host", target, loc)
 		}
 	}
+}
+
+func newContext(t testing.TB) (caddy.Context, context.CancelFunc) {
+	return caddy.NewContext(caddy.Context{Context: context.Background()})
 }

@@ -285,7 +285,12 @@ func newIntrospect(sc *SessionConfig) (*session.Introspect, error) {
 	return session.NewIntrospect(cfg)
 }
 
-func (h *Handler) newOwner(ac *AuthorizeConfig, r *resolver) (*session.Owner, error) {
+// apiClient returns the Cloudflare API client for account_id and
+// api_token, made once per config and shared by owner lookups and uploads.
+func (h *Handler) apiClient(r *resolver) (*cfapi.Client, error) {
+	if h.api != nil {
+		return h.api, nil
+	}
 	client := &cfapi.Client{
 		BaseURL:   r.value("api_url", h.APIURL),
 		AccountID: r.value("account_id", h.AccountID),
@@ -295,7 +300,16 @@ func (h *Handler) newOwner(ac *AuthorizeConfig, r *resolver) (*session.Owner, er
 		return nil, err
 	}
 	if client.AccountID == "" || client.APIToken == "" {
-		return nil, errors.New("needs account_id and api_token (or api_token_file) to read image metadata")
+		return nil, errors.New("needs account_id and api_token (or api_token_file) for the Cloudflare Images API")
+	}
+	h.api = client
+	return client, nil
+}
+
+func (h *Handler) newOwner(ac *AuthorizeConfig, r *resolver) (*session.Owner, error) {
+	client, err := h.apiClient(r)
+	if err != nil {
+		return nil, err
 	}
 	return session.NewOwner(session.OwnerConfig{
 		Field:  ac.Field,
