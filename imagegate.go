@@ -6,4 +6,5 @@ package imagegate
 
 import (
 	_ "github.com/seed-a64a90cf/imagegate/caddymodule"
+	_ "github.com/seed-a64a90cf/imagegate/caddymodule/cfemulator"
 )
