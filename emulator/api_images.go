@@ -25,29 +25,47 @@ type imageJSON struct {
 // uploadedFormat is Cloudflare's timestamp: RFC 3339, milliseconds, UTC.
 const uploadedFormat = "2006-01-02T15:04:05.000Z"
 
-// view renders rec as the API shows it: one full delivery URL per named
-// variant, in name order.
+// view renders rec as the API shows it.
 func (e *Emulator) view(r *http.Request, rec Record) imageJSON {
+	return e.viewer(r)(rec)
+}
+
+// viewer returns a function that renders records as the API shows them,
+// with one full delivery URL per named variant, in name order. Lists use
+// it to read the variants once rather than once per image.
+func (e *Emulator) viewer(r *http.Request) func(Record) imageJSON {
 	st, _ := e.store.State()
-	base := e.baseURL(r) + "/" + e.cfg.AccountHash + "/" + escapeID(rec.ID) + "/"
-	variants := make([]string, 0, len(st.Variants))
+	names := make([]string, 0, len(st.Variants))
 	for _, v := range st.Variants {
-		variants = append(variants, base+v.ID)
+		names = append(names, v.ID)
 	}
-	slices.Sort(variants)
-	out := imageJSON{
-		ID:                rec.ID,
-		Filename:          rec.Filename,
-		Uploaded:          rec.Uploaded.UTC().Format(uploadedFormat),
-		RequireSignedURLs: rec.RequireSignedURLs,
-		Variants:          variants,
-		Meta:              rec.Meta,
-		Draft:             rec.Draft,
+	slices.Sort(names)
+	prefix := e.baseURL(r) + "/" + e.cfg.AccountHash + "/"
+	return func(rec Record) imageJSON {
+		base := prefix + escapeID(rec.ID) + "/"
+		variants := make([]string, len(names))
+		for i, n := range names {
+			variants[i] = base + n
+		}
+		return imageJSON{
+			ID:                rec.ID,
+			Filename:          rec.Filename,
+			Uploaded:          rec.Uploaded.UTC().Format(uploadedFormat),
+			RequireSignedURLs: rec.RequireSignedURLs,
+			Variants:          variants,
+			Meta:              rec.Meta,
+			Creator:           optional(rec.Creator),
+			Draft:             rec.Draft,
+		}
 	}
-	if rec.Creator != "" {
-		out.Creator = &rec.Creator
+}
+
+// optional is nil for "", which the API shows as null.
+func optional(s string) *string {
+	if s == "" {
+		return nil
 	}
-	return out
+	return &s
 }
 
 // lookup returns the image or live draft with id. An expired draft is
@@ -287,9 +305,10 @@ func (e *Emulator) listV1(r *http.Request) (any, []byte, *codedError) {
 	recs := e.listed(r, false)
 	start := min((page-1)*perPage, len(recs))
 	end := min(start+perPage, len(recs))
+	view := e.viewer(r)
 	images := make([]imageJSON, 0, end-start)
 	for _, rec := range recs[start:end] {
-		images = append(images, e.view(r, rec))
+		images = append(images, view(rec))
 	}
 	info, _ := json.Marshal(map[string]int{
 		"page": page, "per_page": perPage, "count": len(images), "total_count": len(recs),
@@ -340,9 +359,10 @@ func (e *Emulator) listV2(r *http.Request) (any, []byte, *codedError) {
 		recs = recs[i:]
 	}
 	page := recs[:min(perPage, len(recs))]
+	view := e.viewer(r)
 	images := make([]imageJSON, 0, len(page))
 	for _, rec := range page {
-		images = append(images, e.view(r, rec))
+		images = append(images, view(rec))
 	}
 	var token *string
 	if len(recs) > len(page) {

@@ -248,6 +248,7 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, rest string)
 		writeError(w, cerr)
 	case isRaw:
 		w.Header().Set("Content-Type", http.DetectContentType(raw))
+		w.Header().Set("Cache-Control", "no-store")
 		w.Write(raw)
 	default:
 		writeResult(w, http.StatusOK, result, info)
