@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 )
 
 func TestUnmarshalCaddyfile(t *testing.T) {
@@ -83,5 +84,32 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Test %d: got %v, want an error containing %q", i, err, tc.want)
 		}
+	}
+}
+
+// The directive is registered and ordered: a site using it adapts without
+// a route block, the handler comes after respond, and secrets given as
+// placeholders stay placeholders in the JSON.
+func TestAdaptCaddyfile(t *testing.T) {
+	adapter := caddyfile.Adapter{ServerType: httpcaddyfile.ServerType{}}
+	out, warnings, err := adapter.Adapt([]byte(`
+		http://127.0.0.1:8787 {
+			cf_images_emulator {
+				api_token {env.CF_EMULATOR_TOKEN}
+				storage memory
+			}
+			respond /healthz 200
+		}`), nil)
+	if err != nil {
+		t.Fatalf("adapt: %v (%v)", err, warnings)
+	}
+	js := string(out)
+	emu := strings.Index(js, `"handler":"cf_images_emulator"`)
+	respond := strings.Index(js, `"handler":"static_response"`)
+	if emu < 0 || respond < 0 || respond > emu {
+		t.Errorf("want static_response before cf_images_emulator: %s", js)
+	}
+	if !strings.Contains(js, `"api_token":"{env.CF_EMULATOR_TOKEN}"`) {
+		t.Errorf("the token placeholder was not kept: %s", js)
 	}
 }
