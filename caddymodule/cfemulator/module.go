@@ -242,16 +242,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("cf_images_emulator: %w", err)
 	}
 
-	h.logger.Info("serving a local Cloudflare Images emulator; for development and tests only",
+	rule := "it answers only requests that arrive on a loopback address (127.0.0.0/8, ::1); others get 403 unless listen_public is set"
+	if h.ListenPublic {
+		rule = "listen_public is set: it answers on every address it is bound to"
+	}
+	h.logger.Warn("serving a local Cloudflare Images emulator, a development and test tool; "+rule,
 		zap.String("account_id", cfg.AccountID),
 		zap.String("account_hash", cfg.AccountHash),
 		zap.String("storage", storage),
-		zap.Strings("variants", slices.Sorted(maps.Keys(h.known))))
-	if h.ListenPublic {
-		h.logger.Warn("listen_public is set: the emulator answers on every address it is bound to, with development credentials unless configured otherwise")
-	} else {
-		h.logger.Info("the emulator answers only requests that arrive on a loopback address (127.0.0.0/8, ::1); others get 403 unless listen_public is set")
-	}
+		zap.Strings("variants", slices.Sorted(maps.Keys(h.known))),
+		zap.Bool("listen_public", h.ListenPublic))
 	return nil
 }
 
