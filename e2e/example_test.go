@@ -27,6 +27,11 @@ import (
 // repository root, with its ports moved to free loopback ones and the
 // admin endpoint too, so a developer's running copy cannot interfere.
 func startExample(t *testing.T) (gateway, emulator, admin string) {
+	return startExampleWith(t, nil)
+}
+
+// startExampleWith also applies edits (old → new) to the Caddyfile.
+func startExampleWith(t *testing.T, edits map[string]string) (gateway, emulator, admin string) {
 	t.Helper()
 	src, err := os.ReadFile("../Caddyfile.example")
 	if err != nil {
@@ -43,6 +48,12 @@ func startExample(t *testing.T) (gateway, emulator, admin string) {
 		" dev/":              " " + repoPath(t, "dev") + "/",
 		"persist_config off": "persist_config off\n\tadmin " + admin,
 	} {
+		if !strings.Contains(cfg, old) {
+			t.Fatalf("Caddyfile.example no longer contains %q; update this test", old)
+		}
+		cfg = strings.ReplaceAll(cfg, old, repl)
+	}
+	for old, repl := range edits {
 		if !strings.Contains(cfg, old) {
 			t.Fatalf("Caddyfile.example no longer contains %q; update this test", old)
 		}
@@ -108,24 +119,14 @@ func TestExampleEndToEnd(t *testing.T) {
 	alice := mintToken(t, secret, "--sub", "alice")
 	bob := mintToken(t, secret, "--sub", "bob")
 
-	resp, body := get(t, "POST", "http://"+gateway+"/img/upload", map[string]string{"Authorization": "Bearer " + alice})
-	if resp.StatusCode != 200 {
-		t.Fatalf("upload URL: status %d %s", resp.StatusCode, body)
-	}
-	var up struct{ ID, UploadURL string }
-	if err := json.Unmarshal([]byte(body), &up); err != nil || up.ID == "" {
-		t.Fatalf("upload URL body %q: %v", body, err)
-	}
-	if r := postFile(t, up.UploadURL, testPNG(t)); r.StatusCode != 200 {
-		t.Fatalf("upload: status %d", r.StatusCode)
-	}
+	up := upload(t, gateway, alice)
 	if r := postFile(t, up.UploadURL, testPNG(t)); r.StatusCode < 400 || r.StatusCode >= 500 {
 		t.Fatalf("second upload to a one-time URL: status %d, want 4xx", r.StatusCode)
 	}
 
 	cookie := map[string]string{"Cookie": "session=" + alice}
 	thumb := "http://" + gateway + "/img/" + up.ID + "/thumbnail"
-	resp, _ = get(t, "GET", thumb, cookie)
+	resp, _ := get(t, "GET", thumb, cookie)
 	loc := resp.Header.Get("Location")
 	if resp.StatusCode != 302 || !strings.HasPrefix(loc, "http://"+emulator+"/emu-account-hash/"+up.ID+"/thumbnail?exp=") {
 		t.Fatalf("thumbnail: status %d Location %q", resp.StatusCode, loc)
@@ -180,15 +181,43 @@ func TestExampleEndToEnd(t *testing.T) {
 	}
 
 	// The emulator counted the deliveries: thumbnail and avatar once each.
-	_, metrics := get(t, "GET", "http://"+admin+"/metrics", nil)
 	for _, variant := range []string{"thumbnail", "avatar"} {
-		re := regexp.MustCompile(`imagegate_emulator_deliveries_total\{code="200",variant="` + variant + `"\} (\S+)`)
-		m := re.FindStringSubmatch(metrics)
-		if m == nil {
-			t.Fatalf("no delivery counter for %s:\n%s", variant, grepLines(metrics, "imagegate_emulator"))
-		}
-		if n, _ := strconv.ParseFloat(m[1], 64); n != 1 {
+		if n := deliveries(t, admin, variant); n != 1 {
 			t.Errorf("%s deliveries = %v, want 1", variant, n)
 		}
 	}
+}
+
+// upload gets a one-time upload URL from the gateway as the token's
+// subject and uploads testPNG to it.
+func upload(t *testing.T, gateway, token string) (up struct{ ID, UploadURL string }) {
+	t.Helper()
+	resp, body := get(t, "POST", "http://"+gateway+"/img/upload", map[string]string{"Authorization": "Bearer " + token})
+	if resp.StatusCode != 200 {
+		t.Fatalf("upload URL: status %d %s", resp.StatusCode, body)
+	}
+	if err := json.Unmarshal([]byte(body), &up); err != nil || up.ID == "" {
+		t.Fatalf("upload URL body %q: %v", body, err)
+	}
+	if r := postFile(t, up.UploadURL, testPNG(t)); r.StatusCode != 200 {
+		t.Fatalf("upload: status %d", r.StatusCode)
+	}
+	return up
+}
+
+// deliveries reads the emulator's count of successful deliveries of a
+// variant from Caddy's /metrics: what Cloudflare would bill.
+func deliveries(t *testing.T, admin, variant string) float64 {
+	t.Helper()
+	_, metrics := get(t, "GET", "http://"+admin+"/metrics", nil)
+	re := regexp.MustCompile(`imagegate_emulator_deliveries_total\{code="200",variant="` + variant + `"\} (\S+)`)
+	m := re.FindStringSubmatch(metrics)
+	if m == nil {
+		return 0
+	}
+	n, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
