@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/seed-a64a90cf/imagegate/imageref"
 )
 
 // imageJSON is the image object of the API.
@@ -195,7 +197,7 @@ func (e *Emulator) updateImage(r *http.Request, id string) (any, []byte, *codedE
 		return nil, nil, errNotFound
 	}
 	if body.RequireSignedURLs != nil {
-		if *body.RequireSignedURLs && !isUUID(rec.ID) {
+		if *body.RequireSignedURLs && !imageref.IsUUID(rec.ID) {
 			return nil, nil, errCustomIDPrivate
 		}
 		rec.RequireSignedURLs = *body.RequireSignedURLs

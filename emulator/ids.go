@@ -6,7 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/seed-a64a90cf/imagegate/imageref"
 )
 
 // newImageID returns a random version 4 UUID, the shape of the ids
@@ -20,29 +21,6 @@ func newImageID() string {
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
-// isUUID reports whether s has the 8-4-4-4-12 hex shape of a UUID, in
-// either case. Cloudflare refuses custom ids of that shape so that they
-// never collide with generated ones.
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
-}
-
 // reservedIDs are the API path words under images/v1/ that a custom id
 // would shadow. Cloudflare does not document them; the emulator refuses
 // them so that every id it accepts can be addressed through the API.
@@ -51,36 +29,19 @@ var reservedIDs = map[string]bool{
 }
 
 // validateCustomID enforces Cloudflare's custom id rules (≤1024 bytes of
-// UTF-8, no leading or trailing '/', not a UUID) plus the emulator's strict
-// readings: no empty, "." or ".." segment, no control characters, no '?' or
-// '#' (they cannot survive a URL path), nothing that shadows an API route.
+// UTF-8, no leading or trailing '/', not a UUID) plus the strict readings
+// the gateway shares through package imageref (no empty, "." or ".."
+// segment, no control character, '?', '#' or '\'), and refuses ids that
+// would shadow an API route.
 func validateCustomID(id string) *codedError {
 	bad := func(msg string) *codedError { return errf(http.StatusBadRequest, codeBadRequest, msg) }
-	switch {
-	case id == "":
-		return bad("Custom id must not be empty")
-	case len(id) > MaxCustomIDBytes:
-		return bad("Custom id must not exceed 1024 bytes")
-	case !utf8.ValidString(id):
-		return bad("Custom id must be valid UTF-8")
-	case strings.HasPrefix(id, "/") || strings.HasSuffix(id, "/"):
-		return bad("Custom id must not begin or end with a slash")
-	case isUUID(id):
-		return bad("Custom id must not be a UUID")
-	case strings.ContainsAny(id, "?#\\"):
-		return bad("Custom id contains a character that cannot appear in a URL path")
+	if err := imageref.ValidateID(id); err != nil {
+		return bad("Custom id is invalid: " + err.Error())
 	}
-	for _, r := range id {
-		if r < 0x20 || r == 0x7f {
-			return bad("Custom id must not contain control characters")
-		}
+	if imageref.IsUUID(id) {
+		return bad("Custom id must not be a UUID")
 	}
 	segs := strings.Split(id, "/")
-	for _, s := range segs {
-		if s == "" || s == "." || s == ".." {
-			return bad("Custom id must not contain an empty, '.' or '..' path segment")
-		}
-	}
 	if reservedIDs[segs[0]] || segs[len(segs)-1] == "blob" {
 		return bad("Custom id collides with an API route")
 	}
@@ -89,13 +50,7 @@ func validateCustomID(id string) *codedError {
 
 // escapeID renders an image id as it appears in a URL path: each segment
 // percent-escaped (a literal '%' becomes %25), the '/' separators kept.
-func escapeID(id string) string {
-	segs := strings.Split(id, "/")
-	for i, s := range segs {
-		segs[i] = url.PathEscape(s)
-	}
-	return strings.Join(segs, "/")
-}
+func escapeID(id string) string { return imageref.EscapePath(id) }
 
 // unescapeID is the inverse of escapeID for a raw (escaped) path fragment.
 // An escaped '/' (%2F) is refused: it would make two wire paths name one id.
