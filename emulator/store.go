@@ -62,35 +62,43 @@ type Store interface {
 	PutState(State) error
 }
 
-// MemoryStore is a Store that keeps everything in memory; a restart loses it.
-type MemoryStore struct {
+// recordIndex is the in-memory map of records that both stores answer
+// reads from; its mutex also guards the rest of the embedding store.
+type recordIndex struct {
 	mu      sync.RWMutex
 	records map[string]Record
-	blobs   map[string][]byte
-	state   *State
-	seq     uint64
+}
+
+// Get returns the record for id.
+func (x *recordIndex) Get(id string) (Record, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	r, ok := x.records[id]
+	return r, ok
+}
+
+// List returns every record, drafts included, in no particular order.
+func (x *recordIndex) List() []Record {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := make([]Record, 0, len(x.records))
+	for _, r := range x.records {
+		out = append(out, r)
+	}
+	return out
+}
+
+// MemoryStore is a Store that keeps everything in memory; a restart loses it.
+type MemoryStore struct {
+	recordIndex
+	blobs map[string][]byte
+	state *State
+	seq   uint64
 }
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{records: map[string]Record{}, blobs: map[string][]byte{}}
-}
-
-func (s *MemoryStore) Get(id string) (Record, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	r, ok := s.records[id]
-	return r, ok
-}
-
-func (s *MemoryStore) List() []Record {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := make([]Record, 0, len(s.records))
-	for _, r := range s.records {
-		out = append(out, r)
-	}
-	return out
+	return &MemoryStore{recordIndex: recordIndex{records: map[string]Record{}}, blobs: map[string][]byte{}}
 }
 
 func (s *MemoryStore) Put(rec Record, blob []byte) (Record, error) {

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 )
 
 // DirStore is a Store that persists to a directory, so a restart keeps every
@@ -27,12 +26,10 @@ import (
 // written before their record and deleted after it, so a record never points
 // at missing bytes. Records are indexed in memory; bytes are read on demand.
 type DirStore struct {
-	dir string
-
-	mu      sync.RWMutex
-	records map[string]Record
-	state   *State
-	seq     uint64
+	recordIndex
+	dir   string
+	state *State
+	seq   uint64
 }
 
 const tmpPrefix = ".tmp-"
@@ -44,7 +41,7 @@ func OpenDirStore(dir string) (*DirStore, error) {
 	if err := os.MkdirAll(imgDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating emulator storage: %w", err)
 	}
-	s := &DirStore{dir: dir, records: map[string]Record{}}
+	s := &DirStore{dir: dir, recordIndex: recordIndex{records: map[string]Record{}}}
 	if err := s.load(); err != nil {
 		return nil, err
 	}
@@ -105,23 +102,6 @@ func (s *DirStore) load() error {
 func (s *DirStore) base(id string) string {
 	sum := sha256.Sum256([]byte(id))
 	return filepath.Join(s.dir, "images", hex.EncodeToString(sum[:]))
-}
-
-func (s *DirStore) Get(id string) (Record, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	r, ok := s.records[id]
-	return r, ok
-}
-
-func (s *DirStore) List() []Record {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := make([]Record, 0, len(s.records))
-	for _, r := range s.records {
-		out = append(out, r)
-	}
-	return out
 }
 
 func (s *DirStore) Put(rec Record, blob []byte) (Record, error) {
