@@ -28,20 +28,6 @@ const (
 	promSkipMsg    = "is not installed (Debian package prometheus); .ci/run installs it"
 )
 
-// mayBeAbsent lists the metric families the dashboard queries that the
-// traffic in these tests cannot bring to /metrics: they are vectors whose
-// children appear only when a feature this config does not use records
-// something (`session none` makes no session checks and has no decision
-// cache; there is no upload route). The lead pre-initialises their children
-// at Provision; until then their absence is logged, not failed.
-var mayBeAbsent = map[string]bool{
-	"imagegate_session_checks_total":           true,
-	"imagegate_session_check_duration_seconds": true,
-	"imagegate_decision_cache_hits_total":      true,
-	"imagegate_decision_cache_misses_total":    true,
-	"imagegate_upload_urls_total":              true,
-}
-
 // observed is a running gateway with Caddy's admin endpoint on loopback.
 type observed struct {
 	base    string // the gateway site, http://127.0.0.1:<port>
@@ -71,7 +57,25 @@ http://%s {
 	}
 	respond "not an image" 200
 }
-`, admin, site), []string{"CF_ACCOUNT_HASH=" + testHash, "CF_IMAGES_KEY=" + testKey}, site, admin)
+# A second gateway that uses the other features, so that every metric
+# family (JWT session checks, upload URLs) exists on /metrics without
+# traffic: its children are created when the config is provisioned.
+http://%s {
+	cf_images {
+		account_hash {env.CF_ACCOUNT_HASH}
+		signing_key  {env.CF_IMAGES_KEY}
+		delivery_url http://127.0.0.1:1
+		variants     public
+		session jwt {
+			secret e2e-jwt-secret-at-least-32-bytes-long
+		}
+		account_id  0123456789abcdef0123456789abcdef
+		api_token   unused-token
+		api_url     http://127.0.0.1:1/client/v4
+		upload_path /img/upload
+	}
+}
+`, admin, site, fmt.Sprintf("127.0.0.1:%d", freePort(t))), []string{"CF_ACCOUNT_HASH=" + testHash, "CF_IMAGES_KEY=" + testKey}, site, admin)
 	return observed{base: "http://" + site, admin: admin, metrics: "http://" + admin + "/metrics"}
 }
 
@@ -300,22 +304,13 @@ func TestDashboardQueriesResolve(t *testing.T) {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	var absent []string
 	for _, n := range names {
 		switch {
-		case e.has(n) && mayBeAbsent[family(n)]:
-			t.Logf("ok      %s (%s); allowlisted in mayBeAbsent, which can drop it once its children are always pre-initialised", n, strings.Join(queried[n], "; "))
 		case e.has(n):
 			t.Logf("ok      %s (%s)", n, strings.Join(queried[n], "; "))
-		case mayBeAbsent[family(n)]:
-			absent = append(absent, n)
-			t.Logf("absent  %s (%s): allowed by mayBeAbsent until its children are pre-initialised", n, strings.Join(queried[n], "; "))
 		default:
 			t.Errorf("panel(s) %q query %s, which is not on %s", queried[n], n, o.metrics)
 		}
-	}
-	if len(absent) > 0 {
-		t.Logf("%d of %d queried names absent from /metrics (allowlisted): %s", len(absent), len(names), strings.Join(absent, ", "))
 	}
 }
 
