@@ -45,9 +45,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !ok {
 		return h.fail(w, r, otherVariant, outcomeNotFound, http.StatusNotFound, "unknown variant")
 	}
-	caller, denied, ok := h.gate.check(r, session.Image{ID: ref.ID, Variant: ref.Variant}, h.now)
-	if !ok {
-		return h.deny(w, r, ref.Variant, denied)
+	caller, denied, err := h.gate.check(r, session.Image{ID: ref.ID, Variant: ref.Variant}, h.now)
+	if err != nil {
+		return h.deny(w, r, ref.Variant, denied, caller.Subject, err)
 	}
 
 	u, hit := h.signer.URL(ref.ID, ref.Variant, vs.public)
@@ -102,18 +102,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // deny answers a request that failed the session or authorization check.
 // None of these answers may be cached: the same URL succeeds once the
 // caller logs in.
-func (h *Handler) deny(w http.ResponseWriter, r *http.Request, variant string, out outcome) error {
+// The log line names the caller by hash and says why (session errors never
+// contain credentials); the answer says neither.
+func (h *Handler) deny(w http.ResponseWriter, r *http.Request, variant string, out outcome, subject string, why error) error {
+	detail := []zap.Field{zap.String("subject", subjectHash(subject)), zap.String("error", why.Error())}
 	switch out {
 	case outcomeUnauthenticated:
 		if h.gate.challenge != nil {
 			w.Header()["Www-Authenticate"] = h.gate.challenge
 		}
-		return h.fail(w, r, variant, out, http.StatusUnauthorized, "authentication required")
+		return h.fail(w, r, variant, out, http.StatusUnauthorized, "authentication required", detail...)
 	case outcomeForbidden:
-		return h.fail(w, r, variant, out, http.StatusForbidden, "access to this image is denied")
+		return h.fail(w, r, variant, out, http.StatusForbidden, "access to this image is denied", detail...)
 	default:
 		w.Header().Set("Retry-After", "5")
-		return h.fail(w, r, variant, out, http.StatusServiceUnavailable, "authorization is temporarily unavailable")
+		return h.fail(w, r, variant, out, http.StatusServiceUnavailable, "authorization is temporarily unavailable", detail...)
 	}
 }
 
@@ -144,7 +147,7 @@ func (h *Handler) stripPrefix(p string) (string, bool) {
 
 // fail answers with one short plain-text line. Messages are fixed strings:
 // nothing from the request is echoed.
-func (h *Handler) fail(w http.ResponseWriter, r *http.Request, variant string, out outcome, status int, msg string) error {
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, variant string, out outcome, status int, msg string, detail ...zap.Field) error {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/plain; charset=utf-8")
 	hdr.Set("X-Content-Type-Options", "nosniff")
@@ -155,8 +158,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, variant string, o
 	}
 	h.variantState(variant).count(out)
 	if c := h.logger.Check(out.logLevel(), "request refused"); c != nil {
-		c.Write(zap.String("outcome", out.String()), zap.Int("status", status),
-			zap.String("variant", variant), zap.String("reason", msg))
+		c.Write(append([]zap.Field{zap.String("outcome", out.String()), zap.Int("status", status),
+			zap.String("variant", variant), zap.String("reason", msg), zap.String("key_id", h.keyID)}, detail...)...)
 	}
 	return nil
 }

@@ -137,8 +137,9 @@ const (
 var resultNames = [numResults]string{"allowed", "unauthenticated", "forbidden", "unavailable"}
 
 // check authenticates the caller and applies the policy to img. It returns
-// the caller's identity, or the outcome to answer with.
-func (g *gate) check(r *http.Request, img session.Image, now func() time.Time) (session.Identity, outcome, bool) {
+// the caller's identity and, when the request must be refused, the outcome
+// to answer with and why (session errors never contain credentials).
+func (g *gate) check(r *http.Request, img session.Image, now func() time.Time) (session.Identity, outcome, error) {
 	start := now()
 	id, o, err := g.auth.Authenticate(r, img)
 	if err == nil {
@@ -161,7 +162,7 @@ func (g *gate) check(r *http.Request, img session.Image, now func() time.Time) (
 		res, out = resultUnavailable, outcomeUnavailable
 	}
 	g.results[res].Inc()
-	return id, out, err == nil
+	return id, out, err
 }
 
 // newGate builds the session method and policy from the configuration.

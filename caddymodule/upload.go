@@ -58,12 +58,15 @@ func (u *uploader) serve(w http.ResponseWriter, r *http.Request, h *Handler) err
 	}
 	caller, _, err := h.gate.auth.Authenticate(r, session.Image{})
 	switch {
-	case errors.Is(err, session.ErrUnauthenticated) || (err == nil && caller.Subject == ""):
+	case err == nil && caller.Subject == "":
 		u.results["unauthenticated"].Inc()
-		return h.deny(w, r, otherVariant, outcomeUnauthenticated)
+		return h.deny(w, r, otherVariant, outcomeUnauthenticated, "", errors.New("the session names no subject"))
+	case errors.Is(err, session.ErrUnauthenticated):
+		u.results["unauthenticated"].Inc()
+		return h.deny(w, r, otherVariant, outcomeUnauthenticated, "", err)
 	case err != nil:
 		u.results["unavailable"].Inc()
-		return h.deny(w, r, otherVariant, outcomeUnavailable)
+		return h.deny(w, r, otherVariant, outcomeUnavailable, "", err)
 	}
 	id, uploadURL, err := u.api.DirectUpload(r.Context(), cfapi.DirectUploadRequest{
 		Metadata: map[string]any{u.ownerField: caller.Subject},
