@@ -253,16 +253,6 @@ func (e exposition) has(name string) bool {
 	return false
 }
 
-// family is the metric family a queried name belongs to, for the allowlist.
-func family(name string) string {
-	for _, suf := range []string{"_bucket", "_sum", "_count"} {
-		if fam, ok := strings.CutSuffix(name, suf); ok {
-			return fam
-		}
-	}
-	return name
-}
-
 // TestDashboardQueriesResolve checks that every imagegate_* metric the
 // Grafana dashboard queries exists on Caddy's /metrics after traffic, so no
 // panel is silently empty because of a typo or a renamed metric.

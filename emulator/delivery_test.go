@@ -144,7 +144,7 @@ func TestSignedDelivery(t *testing.T) {
 	}
 
 	// The avatar variant is neverRequireSignedURLs: no signature needed.
-	resp, b = env.do(t, "GET", "/"+emulator.DefaultAccountHash+"/"+id+"/avatar", nil, nil)
+	resp, _ = env.do(t, "GET", "/"+emulator.DefaultAccountHash+"/"+id+"/avatar", nil, nil)
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Cache-Control"), "public, ") {
 		t.Errorf("always-public variant: %d %s", resp.StatusCode, resp.Header.Get("Cache-Control"))
 	}

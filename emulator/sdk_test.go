@@ -284,6 +284,7 @@ func TestSDKListV1AndV2(t *testing.T) {
 	// v1: pages of per_page, result {images}, result_info {page, per_page}.
 	var paged []string
 	for page := 1; page <= 3; page++ {
+		//lint:ignore SA1019 the v1 list is deprecated but still served, so the emulator serves it too
 		res, err := env.api.V1.List(ctx, images.V1ListParams{AccountID: acct, Page: cloudflare.F(float64(page)), PerPage: cloudflare.F(10.0)})
 		if err != nil {
 			t.Fatalf("v1 list: %v", err)
@@ -304,6 +305,7 @@ func TestSDKListV1AndV2(t *testing.T) {
 	if !slices.Equal(paged, newestFirst) {
 		t.Errorf("v1 pages = %v\nwant %v", paged, newestFirst)
 	}
+	//lint:ignore SA1019 as above
 	_, err = env.api.V1.List(ctx, images.V1ListParams{AccountID: acct, PerPage: cloudflare.F(101.0)})
 	wantSDKError(t, err, http.StatusBadRequest, 5400)
 

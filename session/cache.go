@@ -54,11 +54,3 @@ func (c *ttlCache[K, V]) add(k K, v V, exp, now time.Time) {
 	}
 	c.lru.Add(k, ttlEntry[V]{v: v, exp: exp})
 }
-
-// len reports the number of entries, expired ones included (for tests).
-func (c *ttlCache[K, V]) len() int {
-	if c == nil {
-		return 0
-	}
-	return c.lru.Len()
-}

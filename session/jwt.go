@@ -65,16 +65,15 @@ type JWTConfig struct {
 // type chooses the key, pins the algorithm to the key type and maps
 // failures onto the package's errors.
 type JWT struct {
-	sources    []TokenSource
-	static     *verifyKey
-	jwks       *JWKS
-	validate   []jwt.ParseOption
-	maxSize    int
-	subject    string
-	challenge  string
-	cache      *ttlCache[[sha256.Size]byte, Identity]
-	now        func() time.Time
-	headerOnly bool
+	sources   []TokenSource
+	static    *verifyKey
+	jwks      *JWKS
+	validate  []jwt.ParseOption
+	maxSize   int
+	subject   string
+	challenge string
+	cache     *ttlCache[[sha256.Size]byte, Identity]
+	now       func() time.Time
 }
 
 // NewJWT validates cfg and returns the authenticator.
