@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"runtime/debug"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zapcore"
@@ -162,10 +163,32 @@ func registerMetrics(reg *prometheus.Registry) error {
 	return nil
 }
 
-// setKeyInfo marks keyID as the key in use. Fingerprints of keys that other
-// live configs still use stay set; rotation therefore shows both keys until
-// the process restarts, which matches a rotation's overlap.
-func setKeyInfo(keyID string) { metrics.keyInfo.WithLabelValues(keyID).Set(1) }
+// keysInUse counts the provisioned handlers signing with each key, so that
+// imagegate_signing_key_info shows exactly the keys of live configs: after
+// a rotation and reload, the old key's series goes away once the old
+// config is cleaned up.
+var keysInUse = struct {
+	sync.Mutex
+	refs map[string]int
+}{refs: map[string]int{}}
+
+// useKey marks keyID as in use by one more handler.
+func useKey(keyID string) {
+	keysInUse.Lock()
+	defer keysInUse.Unlock()
+	keysInUse.refs[keyID]++
+	metrics.keyInfo.WithLabelValues(keyID).Set(1)
+}
+
+// releaseKey undoes useKey.
+func releaseKey(keyID string) {
+	keysInUse.Lock()
+	defer keysInUse.Unlock()
+	if keysInUse.refs[keyID]--; keysInUse.refs[keyID] <= 0 {
+		delete(keysInUse.refs, keyID)
+		metrics.keyInfo.DeleteLabelValues(keyID)
+	}
+}
 
 // variantState holds one variant's resolved metric handles, so the request
 // path does no label lookups.

@@ -98,3 +98,32 @@ func TestRegisterMetricsTwice(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyInfoFollowsRotation: after a rotation (a new config with a new key
+// is provisioned, then the old one cleaned up) only the new key is shown.
+func TestKeyInfoFollowsRotation(t *testing.T) {
+	keyIDs := func() map[string]bool {
+		ids := map[string]bool{}
+		for _, mf := range gather(t) {
+			if mf.GetName() != "imagegate_signing_key_info" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				ids[m.GetLabel()[0].GetValue()] = true
+			}
+		}
+		return ids
+	}
+	old := newTestHandler(t, func(h *Handler) { h.SigningKey = "rotation-key-one" })
+	both := newTestHandler(t, func(h *Handler) { h.SigningKey = "rotation-key-two" })
+	if ids := keyIDs(); !ids[old.keyID] || !ids[both.keyID] {
+		t.Fatalf("during the overlap: key ids %v, want both %s and %s", ids, old.keyID, both.keyID)
+	}
+	if err := old.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if ids := keyIDs(); ids[old.keyID] || !ids[both.keyID] {
+		t.Fatalf("after the old config is cleaned up: key ids %v, want only %s", ids, both.keyID)
+	}
+	_ = both.Cleanup()
+}

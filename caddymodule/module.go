@@ -137,6 +137,7 @@ type Handler struct {
 	variants map[string]*variantState
 	prefix   string // Prefix, without a trailing slash
 	keyID    string
+	keyInUse bool // counted in keysInUse, to release in Cleanup
 	now      func() time.Time
 	logger   *zap.Logger
 }
@@ -191,7 +192,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	setKeyInfo(h.keyID)
+	useKey(h.keyID)
+	h.keyInUse = true
 	h.logStart()
 	return nil
 }
@@ -263,6 +265,10 @@ func (h *Handler) policyName() string {
 func (h *Handler) Cleanup() error {
 	if h.gate != nil && h.gate.cancel != nil {
 		h.gate.cancel()
+	}
+	if h.keyInUse {
+		releaseKey(h.keyID)
+		h.keyInUse = false
 	}
 	return nil
 }
