@@ -115,11 +115,11 @@ var metrics = struct {
 	}, []string{"method"}),
 	uploadURLs: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "imagegate_upload_urls_total",
-		Help: "Direct-upload URLs requested, by result (issued, unauthenticated, forbidden, bad_request, upstream_error).",
+		Help: "Direct-upload URL requests, by result (issued, unauthenticated, unavailable, upstream_error, method_not_allowed).",
 	}, []string{"result"}),
 	keyInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "imagegate_signing_key_info",
-		Help: "Set to 1 for the signing key in use, identified by a short non-reversible fingerprint.",
+		Help: "Set to 1 for each signing key a live config uses, identified by a short non-reversible fingerprint.",
 	}, []string{"key_id"}),
 	buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "imagegate_build_info",
