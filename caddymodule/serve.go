@@ -16,7 +16,6 @@ import (
 // Header values shared by every response. Handlers and net/http only
 // replace header slices, never write into them, so sharing is safe.
 var (
-	varyAccept  = []string{"Accept"}
 	contentJSON = []string{"application/json"}
 	allowGET    = []string{"GET, HEAD"}
 )
@@ -64,7 +63,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	hdr := w.Header()
 	hdr["Cache-Control"] = []string{"private, max-age=" + strconv.FormatInt(maxAge, 10)}
-	hdr["Vary"] = varyAccept
+	hdr["Vary"] = h.gate.vary
 
 	// A 302 or a new JSON URL makes the client fetch the image from
 	// Cloudflare: one billable delivery. A JSON client revalidating a URL it

@@ -116,6 +116,7 @@ type gate struct {
 	auth      session.Authenticator
 	policy    session.Policy
 	challenge []string // WWW-Authenticate on 401, or nil
+	vary      []string // Vary on answers that carry a URL
 	cancel    context.CancelFunc
 	results   [numResults]prometheus.Counter
 	duration  prometheus.Observer
@@ -193,6 +194,7 @@ func (h *Handler) newGate(ctx caddy.Context, r *resolver) (*gate, error) {
 	if c, ok := g.auth.(interface{ Challenge() string }); ok && c.Challenge() != "" {
 		g.challenge = []string{c.Challenge()}
 	}
+	g.vary = []string{varyHeader(sc)}
 
 	switch ac.Policy {
 	case "", "any":
@@ -317,6 +319,33 @@ func (h *Handler) newOwner(ac *AuthorizeConfig, r *resolver) (*session.Owner, er
 		Source: session.CloudflareMetadata{Client: client},
 		TTL:    time.Duration(h.MetadataTTL),
 	})
+}
+
+// varyHeader is the Vary of a handed-out URL: Accept (JSON or redirect), plus
+// the request headers that carry the credential, so a browser shared by two
+// users never reuses one user's cached answer for the other. It costs no
+// Cloudflare delivery: a revalidated answer is the same stable URL, whose
+// image the browser still has.
+func varyHeader(sc *SessionConfig) string {
+	vary := "Accept"
+	if sc.Method != "jwt" && sc.Method != "introspect" {
+		return vary
+	}
+	sources := sc.Sources
+	if len(sources) == 0 && sc.Method == "jwt" {
+		sources = []CredentialSource{{Header: "Authorization"}} // the jwt default
+	}
+	cookie := false
+	for _, s := range sources {
+		switch {
+		case s.Cookie != "" && !cookie:
+			cookie = true
+			vary += ", Cookie"
+		case s.Header != "":
+			vary += ", " + http.CanonicalHeaderKey(s.Header)
+		}
+	}
+	return vary
 }
 
 // upstreamUser reads the user an earlier Caddy authentication handler set.

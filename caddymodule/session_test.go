@@ -314,3 +314,28 @@ func TestUnmarshalSessionBlocks(t *testing.T) {
 		}
 	}
 }
+
+// TestVaryNamesTheCredential: a URL handed out on a cookie or a bearer
+// token varies on it, so a shared browser never reuses one user's cached
+// answer for another; without a session method it varies on Accept only.
+func TestVaryNamesTheCredential(t *testing.T) {
+	for i, tc := range []struct {
+		sc   *SessionConfig
+		want string
+	}{
+		{&SessionConfig{Method: "none"}, "Accept"},
+		{&SessionConfig{Method: "caddy_auth"}, "Accept"},
+		{&SessionConfig{Method: "jwt"}, "Accept, Authorization"},
+		{&SessionConfig{Method: "jwt", Sources: []CredentialSource{{Cookie: "session"}, {Header: "authorization"}}}, "Accept, Cookie, Authorization"},
+		{&SessionConfig{Method: "introspect", Sources: []CredentialSource{{Cookie: "sessionid"}, {Cookie: "csrftoken"}}}, "Accept, Cookie"},
+	} {
+		if got := varyHeader(tc.sc); got != tc.want {
+			t.Errorf("case %d: Vary %q, want %q", i, got, tc.want)
+		}
+	}
+	h := jwtHandler(t, nil)
+	w, _ := serve(t, h, "GET", "/img/abc/public", map[string]string{"Cookie": "session=" + mint(t, "alice", time.Hour, nil, time.Now())})
+	if w.Code != 302 || w.Header().Get("Vary") != "Accept, Cookie, Authorization" {
+		t.Fatalf("status %d Vary %q", w.Code, w.Header().Get("Vary"))
+	}
+}

@@ -68,7 +68,8 @@ func showImage(t *testing.T, browserCtx context.Context, gateway, id, query stri
 // delivery from the (emulated) Cloudflare, the second is served from the
 // browser's cache because the 302 and the signed URL are stable and
 // cacheable, so Cloudflare is not asked (and would not bill) again. A
-// browser without a session gets no image.
+// browser without a session gets no image, and neither does another user
+// who signs in on the same browser.
 func TestBrowserCachesStableURL(t *testing.T) {
 	gateway, _, admin := startExampleWith(t, map[string]string{
 		`respond "imagegate: GET /img/<id>/<variant>, POST /img/upload" 404`: "header /page.html Content-Type \"text/html; charset=utf-8\"\n\trespond /page.html `" + page + "` 200",
@@ -99,5 +100,17 @@ func TestBrowserCachesStableURL(t *testing.T) {
 	}
 	if n := deliveries(t, admin, "thumbnail"); n != 1 {
 		t.Fatalf("after the second view: %v deliveries, want still 1 (served from the browser's cache)", n)
+	}
+
+	// Another user signs in on the same browser. The cached answer varies on
+	// the cookie, so the browser asks the gateway again, which refuses bob.
+	bob := mintToken(t, repoPath(t, "dev/jwt-secret"), "--sub", "bob")
+	if _, err := chromedp.Call(ctx, network.SetCookie, network.SetCookieParams{
+		Name: "session", Value: bob, Domain: host, Path: "/", HTTPOnly: &httpOnly,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if w, h := showImage(t, ctx, gateway, up.ID, "bob"); w != 0 || h != 0 {
+		t.Fatalf("bob, on alice's browser, saw her %dx%d image from the cache", w, h)
 	}
 }
