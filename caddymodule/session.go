@@ -167,13 +167,17 @@ func (g *gate) check(r *http.Request, img session.Image, now func() time.Time) (
 }
 
 // newGate builds the session method and policy from the configuration.
-func (h *Handler) newGate(ctx caddy.Context, r *resolver) (*gate, error) {
+func (h *Handler) newGate(ctx caddy.Context, r *resolver) (_ *gate, err error) {
 	sc, ac := h.Session, h.Authorize
 	if ac == nil {
 		ac = &AuthorizeConfig{Policy: "any"}
 	}
 	g := &gate{method: sc.Method}
-	var err error
+	defer func() {
+		if err != nil && g.cancel != nil {
+			g.cancel() // stop a JWKS refresher started before the failure
+		}
+	}()
 	switch sc.Method {
 	case "none":
 		g.auth = session.None{}
