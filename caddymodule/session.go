@@ -57,7 +57,8 @@ type SessionConfig struct {
 
 	// URL is the application's endpoint that judges a session
 	// (`introspect`). 2xx allows, 401 and 403 deny, anything else or a
-	// timeout answers 503.
+	// timeout answers 503. Placeholders such as `{env.AUTH_URL}` are
+	// resolved at provision time.
 	URL string `json:"url,omitempty"`
 	// PerImage forwards `X-Image-Id` and `X-Image-Variant` so the
 	// application decides per image (`introspect`); set by `authorize
@@ -186,7 +187,7 @@ func (h *Handler) newGate(ctx caddy.Context, r *resolver) (_ *gate, err error) {
 	case "jwt":
 		g.auth, err = h.newJWT(ctx, g, r)
 	case "introspect":
-		g.auth, err = newIntrospect(sc)
+		g.auth, err = newIntrospect(sc, r)
 	case "":
 		return nil, errors.New("session: required; use `session none` for explicit public access")
 	default:
@@ -271,9 +272,13 @@ func (h *Handler) newJWT(ctx caddy.Context, g *gate, r *resolver) (*session.JWT,
 	return session.NewJWT(cfg)
 }
 
-func newIntrospect(sc *SessionConfig) (*session.Introspect, error) {
+func newIntrospect(sc *SessionConfig, r *resolver) (*session.Introspect, error) {
+	url := r.value("url", sc.URL)
+	if err := r.err(); err != nil {
+		return nil, err
+	}
 	cfg := session.IntrospectConfig{
-		URL:           sc.URL,
+		URL:           url,
 		PerImage:      sc.PerImage,
 		SubjectHeader: sc.SubjectHeader,
 		Timeout:       time.Duration(sc.Timeout),

@@ -339,3 +339,14 @@ func TestVaryNamesTheCredential(t *testing.T) {
 		t.Fatalf("status %d Vary %q", w.Code, w.Header().Get("Vary"))
 	}
 }
+
+func TestIntrospectURLPlaceholder(t *testing.T) {
+	app, calls := introspectApp(t)
+	t.Setenv("TEST_AUTH_URL", app.URL)
+	h := newTestHandler(t, func(h *Handler) {
+		h.Session = &SessionConfig{Method: "introspect", URL: "{env.TEST_AUTH_URL}", Sources: []CredentialSource{{Cookie: "sessionid"}}}
+	})
+	if w, _ := serve(t, h, "GET", "/img/abc/public", map[string]string{"Cookie": "sessionid=alice"}); w.Code != 302 || calls.Load() != 1 {
+		t.Fatalf("status %d after %d calls", w.Code, calls.Load())
+	}
+}
