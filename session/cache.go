@@ -18,10 +18,16 @@ type ttlEntry[V any] struct {
 	exp time.Time
 }
 
-// newTTLCache returns a cache holding at most size entries, or nil (disabled)
-// when size is not positive.
+// defaultCacheSize is the bound of every cache whose configured size is 0.
+const defaultCacheSize = 10000
+
+// newTTLCache returns a cache holding at most size entries (0 means
+// defaultCacheSize), or nil (disabled) when size is negative.
 func newTTLCache[K comparable, V any](size int) *ttlCache[K, V] {
-	if size <= 0 {
+	if size == 0 {
+		size = defaultCacheSize
+	}
+	if size < 0 {
 		return nil
 	}
 	c, err := lru.New[K, ttlEntry[V]](size)

@@ -128,11 +128,7 @@ func NewIntrospect(cfg IntrospectConfig) (*Introspect, error) {
 	if i.now == nil {
 		i.now = time.Now
 	}
-	size := cfg.CacheSize
-	if size == 0 {
-		size = 10000
-	}
-	i.cache = newTTLCache[[sha256.Size]byte, decision](size)
+	i.cache = newTTLCache[[sha256.Size]byte, decision](cfg.CacheSize)
 	// Copy the client so that our redirect rule does not change the
 	// caller's.
 	i.client = &http.Client{}

@@ -138,11 +138,7 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 	} else if leeway < 0 {
 		leeway = 0
 	}
-	size := cfg.CacheSize
-	if size == 0 {
-		size = 10000
-	}
-	j.cache = newTTLCache[[sha256.Size]byte, Identity](size)
+	j.cache = newTTLCache[[sha256.Size]byte, Identity](cfg.CacheSize)
 	j.validate = []jwt.ParseOption{
 		jwt.WithValidate(true),
 		jwt.WithAcceptableSkew(leeway),

@@ -100,11 +100,7 @@ func NewOwner(cfg OwnerConfig) (*Owner, error) {
 	if o.now == nil {
 		o.now = time.Now
 	}
-	size := cfg.CacheSize
-	if size == 0 {
-		size = 10000
-	}
-	o.cache = newTTLCache[string, ownerEntry](size)
+	o.cache = newTTLCache[string, ownerEntry](cfg.CacheSize)
 	return o, nil
 }
 
