@@ -129,12 +129,8 @@ func validateAccountHash(h string) error {
 		return errors.New("account_hash: missing; copy the account hash from Images > Overview in the Cloudflare dashboard (it looks like ZWd9g1K7eljCn_KDTu_MWA)")
 	case isAccountID(h):
 		return errors.New("account_hash: this is a 32-hex account id; delivery URLs need the account hash from Images > Overview (it looks like ZWd9g1K7eljCn_KDTu_MWA)")
-	}
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return errors.New("account_hash: may contain only letters, digits, '-' and '_'")
-		}
+	case !imageref.IsURLSafe(h):
+		return errors.New("account_hash: may contain only letters, digits, '-' and '_'")
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"net/http"
 	"slices"
+
+	"github.com/seed-a64a90cf/imagegate/imageref"
 )
 
 // newKeyValue returns a fresh signing key value shaped like Cloudflare's:
@@ -32,7 +34,7 @@ func (e *Emulator) listKeys(r *http.Request) (any, []byte, *codedError) {
 // putKey is PUT images/v1/keys/<name>: it creates the key, or gives an
 // existing one a new value.
 func (e *Emulator) putKey(name string) (any, []byte, *codedError) {
-	if len(name) > MaxKeyNameBytes || !isURLSafe(name) {
+	if len(name) > MaxKeyNameBytes || !imageref.IsURLSafe(name) {
 		return nil, nil, errf(http.StatusBadRequest, codeBadRequest, "Signing key name must be 1 to 20 characters of [A-Za-z0-9_-]")
 	}
 	e.mu.Lock()

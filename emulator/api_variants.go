@@ -3,6 +3,8 @@ package emulator
 import (
 	"net/http"
 	"slices"
+
+	"github.com/seed-a64a90cf/imagegate/imageref"
 )
 
 // Fit modes of a variant (CLOUDFLARE.md §4).
@@ -46,7 +48,7 @@ func validateVariant(v Variant) *codedError {
 	bad := func(msg string) *codedError { return errf(http.StatusBadRequest, codeBadRequest, msg) }
 	o := v.Options
 	switch {
-	case len(v.ID) > MaxVariantNameBytes || !isURLSafe(v.ID):
+	case len(v.ID) > MaxVariantNameBytes || !imageref.IsURLSafe(v.ID):
 		return bad("Variant name must be 1 to 99 characters of [A-Za-z0-9_-]")
 	case !fits[o.Fit]:
 		return bad("Variant fit must be scale-down, contain, cover, crop or pad")

@@ -27,6 +27,8 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/seed-a64a90cf/imagegate/imageref"
 )
 
 // Development defaults. They are public knowledge, which is the point: a
@@ -149,7 +151,7 @@ func New(cfg Config) (*Emulator, error) {
 	if !isAccountID(cfg.AccountID) {
 		return nil, fmt.Errorf("emulator: account id must be 32 lowercase hex digits")
 	}
-	if !isURLSafe(cfg.AccountHash) || cfg.AccountHash == "client" || cfg.AccountHash == "cdn-cgi" {
+	if !imageref.IsURLSafe(cfg.AccountHash) || cfg.AccountHash == "client" || cfg.AccountHash == "cdn-cgi" {
 		return nil, fmt.Errorf("emulator: account hash must be URL-safe ([A-Za-z0-9_-]) and not a reserved path word")
 	}
 	if cfg.BaseURL != "" {
@@ -350,20 +352,6 @@ func isAccountID(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-// isURLSafe reports whether s is non-empty and only [A-Za-z0-9_-].
-func isURLSafe(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '-' || c == '_') {
 			return false
 		}
 	}

@@ -120,7 +120,14 @@ func IsUUID(s string) bool {
 // characters from [A-Za-z0-9_-]. Cloudflare names fit this; anything else
 // (including flexible-variant options such as "w=400") does not.
 func ValidVariantName(s string) bool {
-	if s == "" || len(s) > 99 {
+	return len(s) <= 99 && IsURLSafe(s)
+}
+
+// IsURLSafe reports whether s is non-empty and only [A-Za-z0-9_-]: the
+// alphabet of variant names, signing-key names and account hashes, which
+// appear in URLs unescaped.
+func IsURLSafe(s string) bool {
+	if s == "" {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
