@@ -1,12 +1,12 @@
 package caddymodule
 
 import (
-	"strconv"
-
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/seed-a64a90cf/imagegate/caddymodule/internal/caddyargs"
 )
 
 func init() {
@@ -80,50 +80,45 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch field {
 		case "prefix":
-			h.Prefix, err = oneArg(d)
+			h.Prefix, err = caddyargs.One(d)
 		case "account_hash":
-			h.AccountHash, err = oneArg(d)
+			h.AccountHash, err = caddyargs.One(d)
 		case "signing_key":
-			h.SigningKey, err = oneArg(d)
+			h.SigningKey, err = caddyargs.One(d)
 		case "signing_key_file":
-			h.SigningKeyFile, err = oneArg(d)
+			h.SigningKeyFile, err = caddyargs.One(d)
 		case "delivery_url":
-			h.DeliveryURL, err = oneArg(d)
+			h.DeliveryURL, err = caddyargs.One(d)
 		case "mode":
-			h.Mode, err = oneArg(d)
+			h.Mode, err = caddyargs.One(d)
 		case "variants":
-			h.Variants, err = manyArgs(d, h.Variants)
+			h.Variants, err = caddyargs.Append(d, h.Variants)
 		case "public_variants":
-			h.PublicVariants, err = manyArgs(d, h.PublicVariants)
+			h.PublicVariants, err = caddyargs.Append(d, h.PublicVariants)
 		case "window":
-			h.Window, err = durationArg(d)
+			h.Window, err = caddyargs.Duration(d)
 		case "min_remaining":
-			h.MinRemaining, err = durationArg(d)
+			h.MinRemaining, err = caddyargs.Duration(d)
 		case "cache_size":
-			var v string
-			if v, err = oneArg(d); err == nil {
-				if h.CacheSize, err = strconv.Atoi(v); err != nil || h.CacheSize < 1 {
-					err = d.Errf("cache_size: want a positive number of entries")
-				}
-			}
+			h.CacheSize, err = caddyargs.Int(d, 1, "entries")
 		case "session":
 			h.Session, err = parseSession(d)
 		case "authorize":
 			h.Authorize, err = parseAuthorize(d, h.Session)
 		case "account_id":
-			h.AccountID, err = oneArg(d)
+			h.AccountID, err = caddyargs.One(d)
 		case "api_token":
-			h.APIToken, err = oneArg(d)
+			h.APIToken, err = caddyargs.One(d)
 		case "api_token_file":
-			h.APITokenFile, err = oneArg(d)
+			h.APITokenFile, err = caddyargs.One(d)
 		case "api_url":
-			h.APIURL, err = oneArg(d)
+			h.APIURL, err = caddyargs.One(d)
 		case "metadata_ttl":
-			h.MetadataTTL, err = durationArg(d)
+			h.MetadataTTL, err = caddyargs.Duration(d)
 		case "upload_path":
-			h.UploadPath, err = oneArg(d)
+			h.UploadPath, err = caddyargs.One(d)
 		case "upload_owner_field":
-			h.UploadOwnerField, err = oneArg(d)
+			h.UploadOwnerField, err = caddyargs.One(d)
 		default:
 			err = d.Errf("unrecognized subdirective %q", field)
 		}
@@ -162,56 +157,65 @@ func parseSession(d *caddyfile.Dispenser) (*SessionConfig, error) {
 		switch field {
 		case "cookie":
 			var v string
-			if v, err = oneArg(d); err == nil {
+			if v, err = caddyargs.One(d); err == nil {
 				sc.Sources = append(sc.Sources, CredentialSource{Cookie: v})
 			}
 		case "header":
 			var v string
-			if v, err = oneArg(d); err == nil {
+			if v, err = caddyargs.One(d); err == nil {
 				sc.Sources = append(sc.Sources, CredentialSource{Header: v})
 			}
 		case "secret":
-			sc.Secret, err = oneArg(d)
+			sc.Secret, err = caddyargs.One(d)
 		case "secret_file":
-			sc.SecretFile, err = oneArg(d)
+			sc.SecretFile, err = caddyargs.One(d)
 		case "public_key_file":
-			sc.PublicKeyFile, err = oneArg(d)
+			sc.PublicKeyFile, err = caddyargs.One(d)
 		case "jwks_url":
-			sc.JWKSURL, err = oneArg(d)
+			sc.JWKSURL, err = caddyargs.One(d)
 		case "issuer":
-			sc.Issuer, err = oneArg(d)
+			sc.Issuer, err = caddyargs.One(d)
 		case "audience":
-			sc.Audience, err = oneArg(d)
+			sc.Audience, err = caddyargs.One(d)
 		case "leeway":
-			sc.Leeway, err = durationArg(d)
+			sc.Leeway, err = leewayArg(d)
 		case "subject_claim":
-			sc.SubjectClaim, err = oneArg(d)
+			sc.SubjectClaim, err = caddyargs.One(d)
 		case "per_image":
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			sc.PerImage = true
+			sc.PerImage, err = true, caddyargs.None(d)
 		case "subject_header":
-			sc.SubjectHeader, err = oneArg(d)
+			sc.SubjectHeader, err = caddyargs.One(d)
 		case "timeout":
-			sc.Timeout, err = durationArg(d)
+			sc.Timeout, err = caddyargs.Duration(d)
 		case "cache_ttl":
-			sc.CacheTTL, err = durationArg(d)
+			sc.CacheTTL, err = caddyargs.Duration(d)
 		case "negative_ttl":
-			sc.NegativeTTL, err = durationArg(d)
+			sc.NegativeTTL, err = caddyargs.Duration(d)
 		case "cache_size":
-			var v string
-			if v, err = oneArg(d); err == nil {
-				if sc.CacheSize, err = strconv.Atoi(v); err != nil || sc.CacheSize < 1 {
-					err = d.Errf("cache_size: want a positive number of entries")
-				}
-			}
+			sc.CacheSize, err = caddyargs.Int(d, 1, "entries")
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
 	return sc, nil
+}
+
+// leewayArg reads a JWT leeway. `leeway 0` means none, which JSON spells
+// as a negative value because 0 there means the 30s default.
+func leewayArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	v, err := caddyargs.One(d)
+	if err != nil {
+		return 0, err
+	}
+	dur, err := caddy.ParseDuration(v)
+	switch {
+	case err != nil || dur < 0:
+		return 0, d.Errf("leeway: want a duration such as 30s, or 0 for none")
+	case dur == 0:
+		return -1, nil
+	}
+	return caddy.Duration(dur), nil
 }
 
 // sessionFieldAllowed reports whether a session block's subdirective
@@ -251,38 +255,6 @@ func parseAuthorize(d *caddyfile.Dispenser, sc *SessionConfig) (*AuthorizeConfig
 		return nil, d.Errf("authorize: want any, claim <name> <template>, owner <meta_field> or introspect per_image")
 	}
 	return ac, nil
-}
-
-// oneArg reads exactly one argument of the current subdirective.
-func oneArg(d *caddyfile.Dispenser) (string, error) {
-	var v string
-	if !d.Args(&v) || d.NextArg() {
-		return "", d.ArgErr()
-	}
-	return v, nil
-}
-
-// manyArgs appends one or more arguments to list, so a subdirective may be
-// repeated.
-func manyArgs(d *caddyfile.Dispenser, list []string) ([]string, error) {
-	args := d.RemainingArgs()
-	if len(args) == 0 {
-		return list, d.ArgErr()
-	}
-	return append(list, args...), nil
-}
-
-// durationArg reads one duration, accepting Caddy's units including d.
-func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
-	v, err := oneArg(d)
-	if err != nil {
-		return 0, err
-	}
-	dur, err := caddy.ParseDuration(v)
-	if err != nil {
-		return 0, d.Errf("%s: %v", d.Val(), err)
-	}
-	return caddy.Duration(dur), nil
 }
 
 // Interface guards

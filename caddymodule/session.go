@@ -49,7 +49,8 @@ type SessionConfig struct {
 	// Audience, if set, must be among the token's `aud` (`jwt`).
 	Audience string `json:"audience,omitempty"`
 	// Leeway is the clock skew allowed on `exp`, `nbf` and `iat` (`jwt`).
-	// Default: 30s.
+	// Default: 30s. A negative value (`leeway 0` in the Caddyfile) means
+	// none.
 	Leeway caddy.Duration `json:"leeway,omitempty"`
 	// SubjectClaim names the claim that identifies the caller (`jwt`).
 	// Default: `sub`.

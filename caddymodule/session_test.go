@@ -350,3 +350,16 @@ func TestIntrospectURLPlaceholder(t *testing.T) {
 		t.Fatalf("status %d after %d calls", w.Code, calls.Load())
 	}
 }
+
+func TestLeewayZeroMeansNone(t *testing.T) {
+	var h Handler
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("cf_images {\n session jwt {\n leeway 0\n }\n}")); err != nil {
+		t.Fatal(err)
+	}
+	if h.Session.Leeway >= 0 {
+		t.Fatalf("leeway 0 parsed as %v, want a negative value (none)", h.Session.Leeway)
+	}
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("cf_images {\n session jwt {\n leeway -5s\n }\n}")); err == nil {
+		t.Fatal("a negative leeway was accepted")
+	}
+}

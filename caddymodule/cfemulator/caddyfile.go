@@ -1,12 +1,11 @@
 package cfemulator
 
 import (
-	"strconv"
-
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/seed-a64a90cf/imagegate/caddymodule/internal/caddyargs"
 )
 
 func init() {
@@ -50,105 +49,71 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	for d.NextBlock(0) {
+		var err error
 		switch d.Val() {
-		case "account_id", "account_hash", "api_token", "signing_key", "storage", "base_url":
-			name := d.Val()
-			var v string
-			if !d.Args(&v) || d.NextArg() {
-				return d.ArgErr()
-			}
-			switch name {
-			case "account_id":
-				h.AccountID = v
-			case "account_hash":
-				h.AccountHash = v
-			case "api_token":
-				h.APIToken = v
-			case "signing_key":
-				h.SigningKey = v
-			case "storage":
-				h.Storage = v
-			case "base_url":
-				h.BaseURL = v
-			}
+		case "account_id":
+			h.AccountID, err = caddyargs.One(d)
+		case "account_hash":
+			h.AccountHash, err = caddyargs.One(d)
+		case "api_token":
+			h.APIToken, err = caddyargs.One(d)
+		case "signing_key":
+			h.SigningKey, err = caddyargs.One(d)
+		case "storage":
+			h.Storage, err = caddyargs.One(d)
+		case "base_url":
+			h.BaseURL, err = caddyargs.One(d)
 		case "browser_ttl":
-			var v string
-			if !d.Args(&v) || d.NextArg() {
-				return d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return d.Errf("browser_ttl: a positive duration is required")
-			}
-			h.BrowserTTL = caddy.Duration(dur)
+			h.BrowserTTL, err = caddyargs.Duration(d)
 		case "flexible_variants":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			h.FlexibleVariants = true
+			h.FlexibleVariants, err = true, caddyargs.None(d)
 		case "listen_public":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			h.ListenPublic = true
+			h.ListenPublic, err = true, caddyargs.None(d)
 		case "variant":
-			var name string
-			if !d.Args(&name) || d.NextArg() {
-				return d.ArgErr()
-			}
-			if _, dup := h.Variants[name]; dup {
-				return d.Errf("variant %q is defined twice", name)
-			}
-			v, err := parseVariant(d)
-			if err != nil {
-				return err
-			}
-			if h.Variants == nil {
-				h.Variants = map[string]*Variant{}
-			}
-			h.Variants[name] = v
+			err = h.parseVariant(d)
 		default:
-			return d.Errf("unrecognized subdirective %q", d.Val())
+			err = d.Errf("unrecognized subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// parseVariant reads a variant block. Values are range-checked when the
-// emulator is provisioned; here only their shape is.
-func parseVariant(d *caddyfile.Dispenser) (*Variant, error) {
+// parseVariant reads `variant <name> { … }`. Values are range-checked when
+// the emulator is provisioned; here only their shape is.
+func (h *Handler) parseVariant(d *caddyfile.Dispenser) error {
+	name, err := caddyargs.One(d)
+	if err != nil {
+		return err
+	}
+	if _, dup := h.Variants[name]; dup {
+		return d.Errf("variant %q is defined twice", name)
+	}
 	v := new(Variant)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch d.Val() {
 		case "fit":
-			if !d.Args(&v.Fit) || d.NextArg() {
-				return nil, d.ArgErr()
-			}
-		case "width", "height":
-			name := d.Val()
-			var s string
-			if !d.Args(&s) || d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			n, err := strconv.Atoi(s)
-			if err != nil {
-				return nil, d.Errf("%s: an integer number of pixels is required", name)
-			}
-			if name == "width" {
-				v.Width = n
-			} else {
-				v.Height = n
-			}
+			v.Fit, err = caddyargs.One(d)
+		case "width":
+			v.Width, err = caddyargs.Int(d, 1, "pixels")
+		case "height":
+			v.Height, err = caddyargs.Int(d, 1, "pixels")
 		case "never_require_signed_urls":
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			v.NeverRequireSignedURLs = true
+			v.NeverRequireSignedURLs, err = true, caddyargs.None(d)
 		default:
-			return nil, d.Errf("unrecognized variant subdirective %q", d.Val())
+			err = d.Errf("unrecognized variant subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
 		}
 	}
-	return v, nil
+	if h.Variants == nil {
+		h.Variants = map[string]*Variant{}
+	}
+	h.Variants[name] = v
+	return nil
 }
 
 // Interface guards

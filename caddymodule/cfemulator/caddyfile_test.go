@@ -75,7 +75,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"cf_images_emulator {\n browser_ttl soon\n}", "browser_ttl"},
 		{"cf_images_emulator {\n listen_public yes\n}", "wrong argument count"},
 		{"cf_images_emulator {\n variant\n}", "wrong argument count"},
-		{"cf_images_emulator {\n variant a {\n width wide\n }\n}", "width: an integer"},
+		{"cf_images_emulator {\n variant a {\n width wide\n }\n}", "width: want a whole number of pixels"},
 		{"cf_images_emulator {\n variant a {\n blur 3\n }\n}", `unrecognized variant subdirective "blur"`},
 		{"cf_images_emulator {\n variant a {\n width 1\n }\n variant a {\n width 2\n }\n}", `variant "a" is defined twice`},
 	} {
