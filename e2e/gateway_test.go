@@ -44,7 +44,7 @@ http://%s {
 	}
 	respond "not an image" 200
 }
-`, addr), []string{"CF_ACCOUNT_HASH=" + testHash, "CF_IMAGES_KEY=" + testKey}, addr)
+`, addr), gatewayEnv, addr)
 
 	base := "http://" + addr
 	const id = "2cdc28f0-017a-49c4-9ed7-87056c83901f"

@@ -169,3 +169,28 @@ func get(t *testing.T, method, url string, hdr map[string]string) (*http.Respons
 	}
 	return resp, string(body)
 }
+
+// gatewayEnv holds the account hash and signing key that gatewaySite's
+// placeholders read.
+var gatewayEnv = []string{"CF_ACCOUNT_HASH=" + testHash, "CF_IMAGES_KEY=" + testKey}
+
+// quietGlobal is the global block of most tests: no admin endpoint and no
+// autosave.
+const quietGlobal = "{\n\tadmin off\n\tpersist_config off\n}\n"
+
+// gatewaySite renders a site at addr whose cf_images handler uses the test
+// account (from gatewayEnv) and the given subdirectives. Its delivery_url
+// is a closed port: the tests never follow the redirects. siteDirectives go
+// in the site block before cf_images (an access log, say).
+func gatewaySite(addr, siteDirectives, settings string) string {
+	return fmt.Sprintf(`http://%s {
+	%s
+	cf_images {
+		account_hash {env.CF_ACCOUNT_HASH}
+		signing_key  {env.CF_IMAGES_KEY}
+		delivery_url http://127.0.0.1:1
+		%s
+	}
+}
+`, addr, siteDirectives, settings)
+}

@@ -60,45 +60,23 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 			}
 		}
 	}`
-	srv := start(t, fmt.Sprintf(`{
-	admin off
-	persist_config off
-	log {
-		level DEBUG
-	}
-}
-http://%[1]s {
-	%[5]s
-	cf_images {
-		account_hash {env.CF_ACCOUNT_HASH}
-		signing_key  {env.CF_IMAGES_KEY}
-		delivery_url http://127.0.0.1:1
-		variants     public
+	global := "{\n\tadmin off\n\tpersist_config off\n\tlog {\n\t\tlevel DEBUG\n\t}\n}\n"
+	jwtGateway := gatewaySite(jwtSite, accessLog, `variants public
 		session jwt {
 			cookie session
 			header Authorization
 			secret {env.JWT_SECRET}
 		}
 		authorize owner owner
-		account_id %[3]s
+		account_id `+accountID+`
 		api_token  {env.CF_API_TOKEN}
-		api_url    %[4]s
-	}
-}
-http://%[2]s {
-	%[5]s
-	cf_images {
-		account_hash {env.CF_ACCOUNT_HASH}
-		signing_key  {env.CF_IMAGES_KEY}
-		delivery_url http://127.0.0.1:1
-		variants     public
-		session introspect %[6]s {
+		api_url    `+api.URL)
+	introspectGateway := gatewaySite(introSite, accessLog, `variants public
+		session introspect `+app.URL+` {
 			cookie sessionid
-		}
-	}
-}
-`, jwtSite, introSite, accountID, api.URL, accessLog, app.URL),
-		[]string{"CF_ACCOUNT_HASH=" + testHash, "CF_IMAGES_KEY=" + testKey, "JWT_SECRET=" + e2eJWTSecret, "CF_API_TOKEN=" + apiToken},
+		}`)
+	srv := start(t, global+jwtGateway+introspectGateway,
+		append([]string{"JWT_SECRET=" + e2eJWTSecret, "CF_API_TOKEN=" + apiToken}, gatewayEnv...),
 		jwtSite, introSite)
 
 	secrets := []string{testKey, e2eJWTSecret, apiToken, cookieVal}

@@ -60,22 +60,14 @@ http://%s {
 # A second gateway that uses the other features, so that every metric
 # family (JWT session checks, upload URLs) exists on /metrics without
 # traffic: its children are created when the config is provisioned.
-http://%s {
-	cf_images {
-		account_hash {env.CF_ACCOUNT_HASH}
-		signing_key  {env.CF_IMAGES_KEY}
-		delivery_url http://127.0.0.1:1
-		variants     public
+`, admin, site)+gatewaySite(fmt.Sprintf("127.0.0.1:%d", freePort(t)), "", `variants public
 		session jwt {
-			secret e2e-jwt-secret-at-least-32-bytes-long
+			secret `+e2eJWTSecret+`
 		}
 		account_id  0123456789abcdef0123456789abcdef
 		api_token   unused-token
 		api_url     http://127.0.0.1:1/client/v4
-		upload_path /img/upload
-	}
-}
-`, admin, site, fmt.Sprintf("127.0.0.1:%d", freePort(t))), []string{"CF_ACCOUNT_HASH=" + testHash, "CF_IMAGES_KEY=" + testKey}, site, admin)
+		upload_path /img/upload`), gatewayEnv, site, admin)
 	return observed{base: "http://" + site, admin: admin, metrics: "http://" + admin + "/metrics"}
 }
 

@@ -13,22 +13,10 @@ import (
 )
 
 func gatewayCaddyfile(adminAddr, siteAddr string, cacheSize int) string {
-	return fmt.Sprintf(`{
-	admin %s
-	persist_config off
-	grace_period 5s
-}
-http://%s {
-	cf_images {
-		account_hash {env.CF_ACCOUNT_HASH}
-		signing_key  {env.CF_IMAGES_KEY}
-		delivery_url http://127.0.0.1:1
-		variants     public thumbnail
-		cache_size   %d
-		session      none
-	}
-}
-`, adminAddr, siteAddr, cacheSize)
+	global := fmt.Sprintf("{\n\tadmin %s\n\tpersist_config off\n\tgrace_period 5s\n}\n", adminAddr)
+	return global + gatewaySite(siteAddr, "", fmt.Sprintf(`variants public thumbnail
+		cache_size %d
+		session    none`, cacheSize))
 }
 
 var redirectCount = regexp.MustCompile(`(?m)^imagegate_requests_total\{outcome="redirect",variant="public"\} (\S+)$`)
@@ -69,8 +57,7 @@ func grepLines(s, substr string) string {
 func TestReloadUnderTraffic(t *testing.T) {
 	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	site := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	env := []string{"CF_ACCOUNT_HASH=" + testHash, "CF_IMAGES_KEY=" + testKey}
-	start(t, gatewayCaddyfile(admin, site, 1000), env, admin, site)
+	start(t, gatewayCaddyfile(admin, site, 1000), gatewayEnv, admin, site)
 
 	var (
 		served, failed atomic.Int64

@@ -36,23 +36,11 @@ func TestJWTSessionThroughBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	site := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	start(t, fmt.Sprintf(`{
-	admin off
-	persist_config off
-}
-http://%s {
-	cf_images {
-		account_hash {env.CF_ACCOUNT_HASH}
-		signing_key  {env.CF_IMAGES_KEY}
-		delivery_url http://127.0.0.1:1
-		variants     public
+	start(t, quietGlobal+gatewaySite(site, "", `variants public
 		session jwt {
 			cookie session
-			secret_file %s
-		}
-	}
-}
-`, site, secretFile), []string{"CF_ACCOUNT_HASH=" + testHash, "CF_IMAGES_KEY=" + testKey}, site)
+			secret_file `+secretFile+`
+		}`), gatewayEnv, site)
 
 	good := mintToken(t, secretFile, "--sub", "alice")
 	// Expired beyond the 30s leeway: minted as if an hour ago.
@@ -106,23 +94,11 @@ func TestIntrospectThroughBinary(t *testing.T) {
 	}))
 	defer app.Close()
 	site := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	start(t, fmt.Sprintf(`{
-	admin off
-	persist_config off
-}
-http://%s {
-	cf_images {
-		account_hash {env.CF_ACCOUNT_HASH}
-		signing_key  {env.CF_IMAGES_KEY}
-		delivery_url http://127.0.0.1:1
-		variants     public
-		session introspect %s/session {
+	start(t, quietGlobal+gatewaySite(site, "", `variants public
+		session introspect `+app.URL+`/session {
 			cookie  sessionid
 			timeout 1s
-		}
-	}
-}
-`, site, app.URL), []string{"CF_ACCOUNT_HASH=" + testHash, "CF_IMAGES_KEY=" + testKey}, site)
+		}`), gatewayEnv, site)
 
 	url := "http://" + site + "/img/abc/public"
 	for _, tc := range []struct {
