@@ -185,7 +185,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Key:         cfg.SigningKey,
 		Window:      signer.Window{Size: cfg.Window, MinRemaining: cfg.MinRemaining},
 		Size:        cfg.CacheSize,
-		Now:         h.now,
 		OnSign:      metrics.signatures.Inc,
 		OnEvict:     metrics.cacheEvictions.Inc,
 	})

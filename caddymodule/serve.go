@@ -49,14 +49,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.deny(w, r, ref.Variant, denied, caller.Subject, err)
 	}
 
-	u, hit := h.signer.URL(ref.ID, ref.Variant, vs.public)
+	now := h.now() // after the session check, which may have waited on the network
+	u, hit := h.signer.URL(ref.ID, ref.Variant, vs.public, now)
 	if hit {
 		metrics.cacheHits.Inc()
 	} else {
 		metrics.cacheMisses.Inc()
 	}
-
-	now := h.now()
 	maxAge := int64(u.FreshUntil.Sub(now).Seconds())
 	if maxAge < 0 {
 		maxAge = 0

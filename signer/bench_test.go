@@ -17,15 +17,15 @@ func BenchmarkCacheHit(b *testing.B) {
 	s, err := New(Config{
 		DeliveryURL: "https://imagedelivery.net", AccountHash: "acc", Key: []byte("k3y"),
 		Window: Window{Size: time.Hour, MinRemaining: 5 * time.Minute}, Size: 1000,
-		Now: func() time.Time { return time.Unix(1700000000, 0) },
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	s.URL("bc27a117-9509-446b-8c69-c81bfeac0a01", "public", false)
+	now := time.Unix(1700000000, 0)
+	s.URL("bc27a117-9509-446b-8c69-c81bfeac0a01", "public", false, now)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, hit := s.URL("bc27a117-9509-446b-8c69-c81bfeac0a01", "public", false); !hit {
+		if _, hit := s.URL("bc27a117-9509-446b-8c69-c81bfeac0a01", "public", false, now); !hit {
 			b.Fatal("miss")
 		}
 	}
@@ -42,7 +42,7 @@ func BenchmarkCacheMiss(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		s.URL(ids[i&1], "public", false)
+		s.URL(ids[i&1], "public", false, time.Now())
 		i++
 	}
 }

@@ -29,8 +29,6 @@ type Config struct {
 	Window Window
 	// Size is the maximum number of cached URLs.
 	Size int
-	// Now returns the current time; nil means time.Now.
-	Now func() time.Time
 	// OnSign, if set, is called for every signature made.
 	OnSign func()
 	// OnEvict, if set, is called when a live URL is evicted to make room.
@@ -70,7 +68,6 @@ type Signer struct {
 	base   string // DeliveryURL + "/" + AccountHash + "/"
 	key    []byte
 	window Window
-	now    func() time.Time
 	onSign func()
 	cache  *lru.Cache[cacheKey, *URL]
 	flight singleflight.Group
@@ -91,11 +88,7 @@ func New(cfg Config) (*Signer, error) {
 		base:   strings.TrimSuffix(cfg.DeliveryURL, "/") + "/" + cfg.AccountHash + "/",
 		key:    cfg.Key,
 		window: cfg.Window,
-		now:    cfg.Now,
 		onSign: cfg.OnSign,
-	}
-	if s.now == nil {
-		s.now = time.Now
 	}
 	onEvict := cfg.OnEvict
 	var err error
@@ -110,11 +103,10 @@ func New(cfg Config) (*Signer, error) {
 	return s, nil
 }
 
-// URL returns the delivery URL of an image variant, signed unless public is
-// set, and whether it came from the cache. id must already be valid (see
-// package imageref).
-func (s *Signer) URL(id, variant string, public bool) (u *URL, hit bool) {
-	now := s.now()
+// URL returns the delivery URL of an image variant at time now, signed
+// unless public is set, and whether it came from the cache. id must already
+// be valid (see package imageref).
+func (s *Signer) URL(id, variant string, public bool, now time.Time) (u *URL, hit bool) {
 	k := cacheKey{id, variant}
 	if u, ok := s.cache.Get(k); ok && !now.After(u.FreshUntil) {
 		return u, true

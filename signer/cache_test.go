@@ -25,7 +25,6 @@ func newTestSigner(t *testing.T, c *clock, size int, signs, evicts *atomic.Int64
 		Key:         []byte("k3y"),
 		Window:      Window{Size: time.Hour, MinRemaining: 5 * time.Minute},
 		Size:        size,
-		Now:         c.Now,
 		OnSign:      func() { signs.Add(1) },
 		OnEvict:     func() { evicts.Add(1) },
 	})
@@ -40,7 +39,7 @@ func TestURLIsStableInsideAWindow(t *testing.T) {
 	var signs, evicts atomic.Int64
 	s := newTestSigner(t, c, 10, &signs, &evicts)
 
-	u1, hit := s.URL("img1", "public", false)
+	u1, hit := s.URL("img1", "public", false, c.Now())
 	if hit {
 		t.Fatal("first lookup was a hit")
 	}
@@ -50,12 +49,12 @@ func TestURLIsStableInsideAWindow(t *testing.T) {
 		t.Fatalf("URL = %s\nwant  %s", u1.String, want)
 	}
 	c.Add(30 * time.Minute)
-	u2, hit := s.URL("img1", "public", false)
+	u2, hit := s.URL("img1", "public", false, c.Now())
 	if !hit || u2.String != u1.String {
 		t.Fatalf("inside the window: hit=%v url=%s, want the cached URL", hit, u2.String)
 	}
 	c.Add(30 * time.Minute) // 1700002600: past exp - min_remaining (1700002500)
-	u3, hit := s.URL("img1", "public", false)
+	u3, hit := s.URL("img1", "public", false, c.Now())
 	if hit || u3.String == u1.String {
 		t.Fatalf("after fresh-until: hit=%v, want a new URL", hit)
 	}
@@ -68,7 +67,7 @@ func TestPublicURLIsUnsignedAndEscaped(t *testing.T) {
 	c := &clock{t: time.Unix(1700000000, 0)}
 	var signs, evicts atomic.Int64
 	s := newTestSigner(t, c, 10, &signs, &evicts)
-	u, _ := s.URL("users/100%/a b", "avatar", true)
+	u, _ := s.URL("users/100%/a b", "avatar", true, c.Now())
 	if want := "https://imagedelivery.net/acc/users/100%25/a%20b/avatar"; u.String != want {
 		t.Fatalf("URL = %s, want %s", u.String, want)
 	}
@@ -81,7 +80,7 @@ func TestSignedPathIsTheWirePath(t *testing.T) {
 	c := &clock{t: time.Unix(1700000000, 0)}
 	var signs, evicts atomic.Int64
 	s := newTestSigner(t, c, 10, &signs, &evicts)
-	u, _ := s.URL("folder/100%-real", "public", false)
+	u, _ := s.URL("folder/100%-real", "public", false, c.Now())
 	parsed, err := url.Parse(u.String)
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +99,7 @@ func TestEvictionIsReported(t *testing.T) {
 	var signs, evicts atomic.Int64
 	s := newTestSigner(t, c, 2, &signs, &evicts)
 	for _, id := range []string{"a", "b", "c"} {
-		s.URL(id, "public", false)
+		s.URL(id, "public", false, c.Now())
 	}
 	if s.Len() != 2 || evicts.Load() != 1 {
 		t.Fatalf("len=%d evictions=%d, want 2 and 1", s.Len(), evicts.Load())
@@ -119,9 +118,9 @@ func TestConcurrentMissesSignOnce(t *testing.T) {
 	for i := range workers {
 		wg.Go(func() {
 			<-start
-			u, _ := s.URL("same", "public", false)
+			u, _ := s.URL("same", "public", false, c.Now())
 			urls[i] = u.String
-			s.URL("other-"+strconv.Itoa(i%4), "public", false)
+			s.URL("other-"+strconv.Itoa(i%4), "public", false, c.Now())
 		})
 	}
 	close(start)

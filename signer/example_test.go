@@ -36,16 +36,16 @@ func ExampleSigner_URL() {
 		Key:         []byte("k3y"),
 		Window:      signer.Window{Size: time.Hour, MinRemaining: 5 * time.Minute},
 		Size:        1000,
-		Now:         func() time.Time { return time.Unix(1699999000, 0) },
 	})
 	if err != nil {
 		panic(err)
 	}
-	u, hit := s.URL("img1", "public", false)
+	now := time.Unix(1699999000, 0)
+	u, hit := s.URL("img1", "public", false, now)
 	fmt.Println(u.String, hit)
-	u, hit = s.URL("img1", "public", false)
+	u, hit = s.URL("img1", "public", false, now.Add(30*time.Minute))
 	fmt.Println(u.Expires.Unix(), hit)
-	u, _ = s.URL("users/100%", "avatar", true) // a public variant: no signature
+	u, _ = s.URL("users/100%", "avatar", true, now) // a public variant: no signature
 	fmt.Println(u.String)
 	// Output:
 	// https://imagedelivery.net/acc/img1/public?exp=1700002800&sig=7a8280616f9463ea5b3e78fc964dab9b3cfeb1bb3832c9842e92ee4833f6c212 false
