@@ -25,6 +25,9 @@ var uploadResults = []string{"issued", "unauthenticated", "unavailable", "upstre
 
 func (h *Handler) newUploader(r *resolver) (*uploader, error) {
 	if h.UploadPath == "" {
+		if h.UploadOwnerField != "" {
+			return nil, errors.New("upload_owner_field: has no effect without upload_path")
+		}
 		return nil, nil
 	}
 	if h.UploadPath[0] != '/' {

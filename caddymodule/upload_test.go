@@ -106,4 +106,9 @@ func TestUploadNeedsIdentifiedCallers(t *testing.T) {
 	if err := h.Provision(ctx); err == nil || !strings.Contains(err.Error(), "upload_path") {
 		t.Fatalf("Provision() = %v", err)
 	}
+	h = &Handler{AccountHash: "acc", SigningKey: "k", Variants: []string{"public"}, UploadOwnerField: "owner",
+		Session: &SessionConfig{Method: "none"}}
+	if err := h.Provision(ctx); err == nil || !strings.Contains(err.Error(), "upload_owner_field: has no effect without upload_path") {
+		t.Fatalf("Provision() = %v", err)
+	}
 }
