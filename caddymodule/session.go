@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -194,6 +196,9 @@ func (h *Handler) newGate(ctx caddy.Context, r *resolver) (_ *gate, err error) {
 	default:
 		return nil, fmt.Errorf("session: unknown method %q; use jwt, introspect, caddy_auth or none", sc.Method)
 	}
+	if err == nil {
+		err = sc.checkFieldsBelong()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("session %s: %w", sc.Method, err)
 	}
@@ -329,6 +334,44 @@ func (h *Handler) newOwner(ac *AuthorizeConfig, r *resolver) (*session.Owner, er
 		Source: session.CloudflareMetadata{Client: client},
 		TTL:    time.Duration(h.MetadataTTL),
 	})
+}
+
+// checkFieldsBelong reports a setting of another session method (possible
+// in JSON; the Caddyfile parser already refuses it), which would otherwise
+// be silently ignored.
+func (sc *SessionConfig) checkFieldsBelong() error {
+	jwtOnly := map[string]bool{
+		"secret": sc.Secret != "", "secret_file": sc.SecretFile != "", "public_key_file": sc.PublicKeyFile != "",
+		"jwks_url": sc.JWKSURL != "", "issuer": sc.Issuer != "", "audience": sc.Audience != "",
+		"leeway": sc.Leeway != 0, "subject_claim": sc.SubjectClaim != "",
+	}
+	introspectOnly := map[string]bool{
+		"url": sc.URL != "", "per_image": sc.PerImage, "subject_header": sc.SubjectHeader != "",
+		"timeout": sc.Timeout != 0, "cache_ttl": sc.CacheTTL != 0, "negative_ttl": sc.NegativeTTL != 0,
+	}
+	shared := map[string]bool{"sources": len(sc.Sources) > 0, "cache_size": sc.CacheSize != 0}
+	var foreign []map[string]bool
+	switch sc.Method {
+	case "jwt":
+		foreign = []map[string]bool{introspectOnly}
+	case "introspect":
+		foreign = []map[string]bool{jwtOnly}
+	default:
+		foreign = []map[string]bool{jwtOnly, introspectOnly, shared}
+	}
+	var names []string
+	for _, m := range foreign {
+		for name, set := range m {
+			if set {
+				names = append(names, name)
+			}
+		}
+	}
+	if len(names) > 0 {
+		slices.Sort(names)
+		return fmt.Errorf("%s: not a setting of this method", strings.Join(names, ", "))
+	}
+	return nil
 }
 
 // varyHeader is the Vary of a handed-out URL: Accept (JSON or redirect), plus

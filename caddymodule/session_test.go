@@ -242,6 +242,10 @@ func TestSessionConfigErrors(t *testing.T) {
 		{&SessionConfig{Method: "caddy_auth"}, &AuthorizeConfig{Policy: "owner", Field: "owner"}, "needs account_id and api_token"},
 		{&SessionConfig{Method: "none"}, &AuthorizeConfig{Policy: "everyone"}, `unknown policy "everyone"`},
 		{&SessionConfig{Method: "magic"}, nil, `unknown method "magic"`},
+		{&SessionConfig{Method: "none", Secret: "x"}, nil, "secret: not a setting of this method"},
+		{&SessionConfig{Method: "caddy_auth", Sources: []CredentialSource{{Cookie: "c"}}}, nil, "sources: not a setting of this method"},
+		{&SessionConfig{Method: "jwt", Secret: jwtSecret, URL: "http://127.0.0.1:1", PerImage: true}, nil, "per_image, url: not a setting of this method"},
+		{&SessionConfig{Method: "introspect", URL: "http://127.0.0.1:1", Sources: []CredentialSource{{Cookie: "c"}}, Issuer: "x"}, nil, "issuer: not a setting of this method"},
 	} {
 		h := &Handler{AccountHash: "acc", SigningKey: "k", Variants: []string{"public"}, Session: tc.s, Authorize: tc.a}
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
