@@ -63,7 +63,7 @@ func benchServeWith(b *testing.B, h *Handler, hdr map[string]string) {
 func BenchmarkServeHTTPHitJWT(b *testing.B) {
 	b.Setenv("TEST_JWT_SECRET", jwtSecret)
 	h := newTestHandler(b, func(h *Handler) {
-		h.Session = &SessionConfig{Method: "jwt", Sources: []CredentialSource{{Cookie: "session"}}, Secret: "{env.TEST_JWT_SECRET}"}
+		h.SessionRaw = sessionJSON("jwt", &JWTSession{Sources: []CredentialSource{{Cookie: "session"}}, Secret: "{env.TEST_JWT_SECRET}"})
 	})
 	tok, _ := session.MintHS256([]byte(jwtSecret), "alice", time.Hour, nil, time.Now())
 	benchServeWith(b, h, map[string]string{"Cookie": "session=" + tok})
@@ -77,7 +77,7 @@ func BenchmarkServeHTTPHitIntrospect(b *testing.B) {
 	}))
 	defer app.Close()
 	h := newTestHandler(b, func(h *Handler) {
-		h.Session = &SessionConfig{Method: "introspect", URL: app.URL, Sources: []CredentialSource{{Cookie: "sessionid"}}}
+		h.SessionRaw = sessionJSON("introspect", &IntrospectSession{URL: app.URL, Sources: []CredentialSource{{Cookie: "sessionid"}}})
 	})
 	benchServeWith(b, h, map[string]string{"Cookie": "sessionid=abc123"})
 }

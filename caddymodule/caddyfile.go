@@ -1,7 +1,13 @@
 package caddymodule
 
 import (
+	"math"
+	"strconv"
+
+	"github.com/dustin/go-humanize"
+
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -37,39 +43,31 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    min_remaining    <duration>
 //	    cache_size       <entries>
 //	    mode             redirect
-//	    session          none | caddy_auth
-//	    session jwt {
-//	        cookie          <name>
-//	        header          <name>
-//	        secret          <key>
-//	        secret_file     <path>
-//	        public_key_file <path>
-//	        jwks_url        <url>
-//	        issuer          <iss>
-//	        audience        <aud>
-//	        leeway          <duration>
-//	        subject_claim   <claim>
-//	        cache_size      <entries>
+//	    mode             proxy {
+//	        cache_size  <bytes>      # 512MiB; 0 turns the byte cache off
+//	        max_object  <bytes>      # 10MiB
+//	        cache_ttl   <duration>   # 24h
+//	        timeout     <duration>   # 15s
 //	    }
-//	    session introspect <url> {
-//	        cookie         <name>
-//	        header         <name>
-//	        per_image
-//	        subject_header <header>
-//	        timeout        <duration>
-//	        cache_ttl      <duration>
-//	        negative_ttl   <duration>
-//	        cache_size     <entries>
-//	    }
-//	    authorize any | claim <name> <template> | owner <meta_field> | introspect per_image
+//	    session          <method> [<args...>] [{ … }]
+//	    authorize        <policy> [<args...>]
 //	    account_id       <id>
 //	    api_token        <token>
 //	    api_token_file   <path>
 //	    api_url          <url>
 //	    metadata_ttl     <duration>
+//	    metadata_stale   <duration>
+//	    lookup_limit     <events> [<window>]
 //	    upload_path      <path>
 //	    upload_owner_field <meta_field>
+//	    upload_limit     <events> [<window>]
 //	}
+//
+// `session` and `authorize` hand their line (and block) to the guest module
+// they name, such as `session jwt { … }`, `session introspect <url> { … }`,
+// `session caddy_auth`, `session none`, `authorize claim <name> <template>`,
+// `authorize owner [<field>]` or `authorize introspect per_image`. A limit
+// of 0 turns it off.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	if d.NextArg() {
@@ -90,7 +88,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "delivery_url":
 			h.DeliveryURL, err = caddyargs.One(d)
 		case "mode":
-			h.Mode, err = caddyargs.One(d)
+			h.Mode, h.Proxy, err = modeArgs(d)
 		case "variants":
 			h.Variants, err = caddyargs.Append(d, h.Variants)
 		case "public_variants":
@@ -102,9 +100,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "cache_size":
 			h.CacheSize, err = caddyargs.Int(d, 1, "entries")
 		case "session":
-			h.Session, err = parseSession(d)
+			h.SessionRaw, err = guestModule(d, h.SessionRaw, sessionsNamespace, "method")
 		case "authorize":
-			h.Authorize, err = parseAuthorize(d, h.Session)
+			h.AuthorizeRaw, err = guestModule(d, h.AuthorizeRaw, authorizersNamespace, "policy")
 		case "account_id":
 			h.AccountID, err = caddyargs.One(d)
 		case "api_token":
@@ -115,10 +113,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.APIURL, err = caddyargs.One(d)
 		case "metadata_ttl":
 			h.MetadataTTL, err = caddyargs.Duration(d)
+		case "metadata_stale":
+			h.MetadataStale, err = caddyargs.Duration(d)
+		case "lookup_limit":
+			h.LookupLimit, err = rateLimitArgs(d)
 		case "upload_path":
 			h.UploadPath, err = caddyargs.One(d)
 		case "upload_owner_field":
 			h.UploadOwnerField, err = caddyargs.One(d)
+		case "upload_limit":
+			h.UploadLimit, err = rateLimitArgs(d)
 		default:
 			err = d.Errf("unrecognized subdirective %q", field)
 		}
@@ -129,132 +133,114 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// parseSession reads `session <method> [<url>] [{ … }]`.
-func parseSession(d *caddyfile.Dispenser) (*SessionConfig, error) {
+// guestModule hands `<subdirective> <name> …` to the Caddyfile unmarshaler
+// of the guest module <namespace>.<name> and returns its JSON with the name
+// under inlineKey. A second line for the same subdirective is an error
+// rather than silently replacing the first.
+func guestModule(d *caddyfile.Dispenser, prev []byte, namespace, inlineKey string) ([]byte, error) {
+	field := d.Val()
+	if prev != nil {
+		return nil, d.Errf("%s: given twice; a handler has one", field)
+	}
 	if !d.NextArg() {
 		return nil, d.ArgErr()
 	}
-	sc := &SessionConfig{Method: d.Val()}
-	switch sc.Method {
-	case "introspect":
-		if !d.NextArg() {
-			return nil, d.Errf("session introspect: the application's URL is required")
-		}
-		sc.URL = d.Val()
-	case "jwt", "none", "caddy_auth":
-	default:
-		return nil, d.Errf("session: unknown method %q; use jwt, introspect, caddy_auth or none", sc.Method)
+	name := d.Val()
+	if _, err := caddy.GetModule(namespace + "." + name); err != nil {
+		return nil, d.Errf("%s: unknown %s %q; `imagegate list-modules | grep %s` lists them", field, inlineKey, name, namespace)
 	}
-	if d.NextArg() {
-		return nil, d.ArgErr()
+	unm, err := caddyfile.UnmarshalModule(d, namespace+"."+name)
+	if err != nil {
+		return nil, err
 	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		field := d.Val()
-		if !sessionFieldAllowed(sc.Method, field) {
-			return nil, d.Errf("session %s: unrecognized subdirective %q", sc.Method, field)
-		}
-		var err error
-		switch field {
-		case "cookie":
-			var v string
-			if v, err = caddyargs.One(d); err == nil {
-				sc.Sources = append(sc.Sources, CredentialSource{Cookie: v})
-			}
-		case "header":
-			var v string
-			if v, err = caddyargs.One(d); err == nil {
-				sc.Sources = append(sc.Sources, CredentialSource{Header: v})
-			}
-		case "secret":
-			sc.Secret, err = caddyargs.One(d)
-		case "secret_file":
-			sc.SecretFile, err = caddyargs.One(d)
-		case "public_key_file":
-			sc.PublicKeyFile, err = caddyargs.One(d)
-		case "jwks_url":
-			sc.JWKSURL, err = caddyargs.One(d)
-		case "issuer":
-			sc.Issuer, err = caddyargs.One(d)
-		case "audience":
-			sc.Audience, err = caddyargs.One(d)
-		case "leeway":
-			sc.Leeway, err = leewayArg(d)
-		case "subject_claim":
-			sc.SubjectClaim, err = caddyargs.One(d)
-		case "per_image":
-			sc.PerImage, err = true, caddyargs.None(d)
-		case "subject_header":
-			sc.SubjectHeader, err = caddyargs.One(d)
-		case "timeout":
-			sc.Timeout, err = caddyargs.Duration(d)
-		case "cache_ttl":
-			sc.CacheTTL, err = caddyargs.Duration(d)
-		case "negative_ttl":
-			sc.NegativeTTL, err = caddyargs.Duration(d)
-		case "cache_size":
-			sc.CacheSize, err = caddyargs.Int(d, 1, "entries")
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	return sc, nil
+	return caddyconfig.JSONModuleObject(unm, inlineKey, name, nil), nil
 }
 
-// leewayArg reads a JWT leeway. `leeway 0` means none, which JSON spells
-// as a negative value because 0 there means the 30s default.
-func leewayArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
+// modeArgs reads `mode redirect` or `mode proxy [{ … }]`. Sizes take
+// Caddy's usual forms: 512MiB, 10MB or a byte count.
+func modeArgs(d *caddyfile.Dispenser) (string, *ProxyConfig, error) {
+	if !d.NextArg() {
+		return "", nil, d.ArgErr()
+	}
+	mode := d.Val()
+	if d.NextArg() {
+		return "", nil, d.ArgErr()
+	}
+	var pc *ProxyConfig
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if mode != "proxy" {
+			return "", nil, d.Errf("mode %s takes no settings", mode)
+		}
+		if pc == nil {
+			pc = &ProxyConfig{}
+		}
+		var err error
+		switch field := d.Val(); field {
+		case "cache_size":
+			var n int64
+			if n, err = sizeArg(d); err == nil {
+				pc.CacheSize = &n
+			}
+		case "max_object":
+			pc.MaxObject, err = sizeArg(d)
+			if err == nil && pc.MaxObject == 0 {
+				err = d.Errf("max_object: must be positive")
+			}
+		case "cache_ttl":
+			pc.CacheTTL, err = caddyargs.Duration(d)
+		case "timeout":
+			pc.Timeout, err = caddyargs.Duration(d)
+		default:
+			err = d.Errf("mode proxy: unrecognized subdirective %q", field)
+		}
+		if err != nil {
+			return "", nil, err
+		}
+	}
+	return mode, pc, nil
+}
+
+// sizeArg reads one size in bytes: 512MiB, 10MB, 1048576.
+func sizeArg(d *caddyfile.Dispenser) (int64, error) {
+	field := d.Val()
 	v, err := caddyargs.One(d)
 	if err != nil {
 		return 0, err
 	}
-	dur, err := caddy.ParseDuration(v)
-	switch {
-	case err != nil || dur < 0:
-		return 0, d.Errf("leeway: want a duration such as 30s, or 0 for none")
-	case dur == 0:
-		return -1, nil
+	n, err := humanize.ParseBytes(v)
+	if err != nil || n > math.MaxInt64 {
+		return 0, d.Errf("%s: want a size such as 512MiB, 10MB or a byte count", field)
 	}
-	return caddy.Duration(dur), nil
+	return int64(n), nil
 }
 
-// sessionFieldAllowed reports whether a session block's subdirective
-// belongs to method, so a misplaced one is an error rather than ignored.
-func sessionFieldAllowed(method, field string) bool {
-	switch field {
-	case "cookie", "header", "cache_size":
-		return method == "jwt" || method == "introspect"
-	case "secret", "secret_file", "public_key_file", "jwks_url", "issuer", "audience", "leeway", "subject_claim":
-		return method == "jwt"
-	case "per_image", "subject_header", "timeout", "cache_ttl", "negative_ttl":
-		return method == "introspect"
-	}
-	return false
-}
-
-// parseAuthorize reads `authorize <policy> [args…]`. `authorize
-// introspect per_image` also turns per_image on in the session block.
-func parseAuthorize(d *caddyfile.Dispenser, sc *SessionConfig) (*AuthorizeConfig, error) {
+// rateLimitArgs reads `<events> [<window>]`; `0` alone turns the limit
+// off.
+func rateLimitArgs(d *caddyfile.Dispenser) (*RateLimit, error) {
+	field := d.Val()
 	args := d.RemainingArgs()
-	if len(args) == 0 {
-		return nil, d.ArgErr()
+	bad := d.Errf("%s: want <events> <window>, such as 120 1m, or 0 to turn it off", field)
+	if len(args) == 0 || len(args) > 2 {
+		return nil, bad
 	}
-	ac := &AuthorizeConfig{Policy: args[0]}
-	switch {
-	case args[0] == "any" && len(args) == 1:
-	case args[0] == "claim" && len(args) == 3:
-		ac.Claim, ac.Template = args[1], args[2]
-	case args[0] == "owner" && len(args) == 2:
-		ac.Field = args[1]
-	case args[0] == "introspect" && len(args) == 2 && args[1] == "per_image":
-		if sc == nil || sc.Method != "introspect" {
-			return nil, d.Errf("authorize introspect per_image: put it after `session introspect <url>`")
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 0 {
+		return nil, bad
+	}
+	if n == 0 {
+		if len(args) == 2 {
+			return nil, bad
 		}
-		sc.PerImage = true
-	default:
-		return nil, d.Errf("authorize: want any, claim <name> <template>, owner <meta_field> or introspect per_image")
+		return &RateLimit{}, nil
 	}
-	return ac, nil
+	if len(args) != 2 {
+		return nil, bad
+	}
+	w, err := caddy.ParseDuration(args[1])
+	if err != nil || w <= 0 {
+		return nil, bad
+	}
+	return &RateLimit{Events: n, Window: caddy.Duration(w)}, nil
 }
 
 // Interface guards

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -38,7 +39,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		DeliveryURL: "http://127.0.0.1:8787", Variants: []string{"public", "thumbnail", "hero"},
 		PublicVariants: []string{"avatar"}, Window: caddy.Duration(2 * time.Hour),
 		MinRemaining: caddy.Duration(10 * time.Minute), CacheSize: 5000, Mode: "redirect",
-		Session: &SessionConfig{Method: "none"},
+		SessionRaw: sessionJSON("none", NoSession{}),
 	}
 	if !reflect.DeepEqual(h, want) {
 		t.Fatalf("got  %+v\nwant %+v", h, want)
@@ -112,15 +113,15 @@ func TestProvisionErrors(t *testing.T) {
 		edit func(*Handler)
 		want string
 	}{
-		{func(h *Handler) { h.SigningKey = "{env.TEST_UNSET_VAR}" }, "signing_key: evaluated placeholder {env.TEST_UNSET_VAR} is empty"},
+		{func(h *Handler) { h.SigningKey = "{env.TEST_UNSET_VAR}" }, "signing_key: a placeholder in it is unknown or empty"},
 		{func(h *Handler) { h.SigningKey = "{env.TEST_CF_KEY}"; h.SigningKeyFile = "/k" }, "set either signing_key or signing_key_file"},
 		{func(h *Handler) { h.SigningKey, h.SigningKeyFile = "", "/nonexistent/key" }, "signing_key_file:"},
-		{func(h *Handler) { h.Session = nil }, "session: required"},
-		{func(h *Handler) { h.Session = &SessionConfig{Method: "magic"} }, `session: unknown method "magic"`},
+		{func(h *Handler) { h.SessionRaw = nil }, "session: required"},
+		{func(h *Handler) { h.SessionRaw = json.RawMessage(`{"method":"magic"}`) }, "unknown module: http.handlers.cf_images.sessions.magic"},
 		{func(h *Handler) { h.AccountHash = "0123456789abcdef0123456789abcdef" }, "account hash"},
 		{func(h *Handler) { h.SigningKey = "{env.TEST_CF_KEY}"; h.Window = caddy.Duration(time.Second) }, "window:"},
 	} {
-		h := &Handler{AccountHash: "acc", SigningKey: "k", Variants: []string{"public"}, Session: &SessionConfig{Method: "none"}}
+		h := &Handler{AccountHash: "acc", SigningKey: "k", Variants: []string{"public"}, SessionRaw: sessionJSON("none", NoSession{})}
 		tc.edit(h)
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 		err := h.Provision(ctx)

@@ -18,7 +18,7 @@ import (
 
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
-		Name:  "token",
+		Name:  "cf-images-token",
 		Usage: "--secret-file <path> --sub <subject> [--ttl <duration>] [--claim <name>=<value>]...",
 		Short: "Mints an HS256 development token for cf_images' session jwt",
 		Long: `

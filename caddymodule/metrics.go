@@ -2,47 +2,69 @@ package caddymodule
 
 import (
 	"errors"
+	"net/http"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/seed-a64a90cf/imagegate/config"
+	"github.com/seed-a64a90cf/imagegate/session"
 )
 
 // outcome is what became of a request under the prefix. Its string is the
-// `outcome` label of imagegate_requests_total.
+// `outcome` label of imagegate_requests_total and the value of the
+// {http.cf_images.outcome} placeholder.
 type outcome int
 
 const (
 	outcomeRedirect outcome = iota
 	outcomeJSON
 	outcomeNotModified
+	outcomeProxied
 	outcomeUnauthenticated
 	outcomeForbidden
+	outcomeLimited
 	outcomeBadRequest
 	outcomeNotFound
 	outcomeMethodNotAllowed
 	outcomeUnavailable
 	outcomeUpstreamError
+	outcomeUpstreamTimeout
 	numOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{
-	"redirect", "json", "not_modified", "unauthenticated", "forbidden", "bad_request", "not_found", "method_not_allowed", "unavailable", "upstream_error",
+var outcomeInfo = [numOutcomes]struct {
+	name   string
+	status int // the answer's status when the outcome is a refusal
+}{
+	outcomeRedirect:         {"redirect", http.StatusFound},
+	outcomeJSON:             {"json", http.StatusOK},
+	outcomeNotModified:      {"not_modified", http.StatusNotModified},
+	outcomeProxied:          {"proxied", http.StatusOK},
+	outcomeUnauthenticated:  {"unauthenticated", http.StatusUnauthorized},
+	outcomeForbidden:        {"forbidden", http.StatusForbidden},
+	outcomeLimited:          {"limited", http.StatusTooManyRequests},
+	outcomeBadRequest:       {"bad_request", http.StatusBadRequest},
+	outcomeNotFound:         {"not_found", http.StatusNotFound},
+	outcomeMethodNotAllowed: {"method_not_allowed", http.StatusMethodNotAllowed},
+	outcomeUnavailable:      {"unavailable", http.StatusServiceUnavailable},
+	outcomeUpstreamError:    {"upstream_error", http.StatusBadGateway},
+	outcomeUpstreamTimeout:  {"upstream_timeout", http.StatusGatewayTimeout},
 }
 
-func (o outcome) String() string { return outcomeNames[o] }
+func (o outcome) String() string { return outcomeInfo[o].name }
+func (o outcome) status() int    { return outcomeInfo[o].status }
 
-// logLevel is info for a caller's mistake or a denial, warn when a
-// dependency failed.
-func (o outcome) logLevel() zapcore.Level {
-	if o == outcomeUnavailable || o == outcomeUpstreamError {
-		return zapcore.WarnLevel
+// outcomeValues holds each outcome's name boxed once, so setting the
+// placeholder allocates nothing.
+var outcomeValues = func() (v [numOutcomes]any) {
+	for o := range numOutcomes {
+		v[o] = o.String()
 	}
-	return zapcore.InfoLevel
-}
+	return v
+}()
 
 // otherVariant labels every variant that is not configured, so that
 // label values are bounded by the configuration, never by requests.
@@ -52,20 +74,23 @@ const otherVariant = "other"
 // registry (Caddy makes a new one per load), so counters keep counting
 // across reloads and a handler used twice in one config shares them.
 var metrics = struct {
-	requests       *prometheus.CounterVec
-	billable       *prometheus.CounterVec
-	cacheHits      prometheus.Counter
-	cacheMisses    prometheus.Counter
-	cacheEvictions prometheus.Counter
-	signatures     prometheus.Counter
-	validity       prometheus.Histogram
-	sessionChecks  *prometheus.CounterVec
-	sessionTime    *prometheus.HistogramVec
-	decisionHits   *prometheus.CounterVec
-	decisionMisses *prometheus.CounterVec
-	uploadURLs     *prometheus.CounterVec
-	keyInfo        *prometheus.GaugeVec
-	buildInfo      *prometheus.GaugeVec
+	requests        *prometheus.CounterVec
+	billable        *prometheus.CounterVec
+	cacheHits       prometheus.Counter
+	cacheMisses     prometheus.Counter
+	cacheEvictions  prometheus.Counter
+	signatures      prometheus.Counter
+	validity        prometheus.Histogram
+	sessionChecks   *prometheus.CounterVec
+	sessionTime     *prometheus.HistogramVec
+	decisionHits    *prometheus.CounterVec
+	decisionMisses  *prometheus.CounterVec
+	uploadURLs      *prometheus.CounterVec
+	apiRateLimited  prometheus.Counter
+	signingFailures prometheus.Counter
+	byteEvictions   prometheus.Counter
+	keyInfo         *prometheus.GaugeVec
+	buildInfo       *prometheus.GaugeVec
 }{
 	requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "imagegate_requests_total",
@@ -98,7 +123,7 @@ var metrics = struct {
 	}),
 	sessionChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "imagegate_session_checks_total",
-		Help: "Session and authorization checks, by session method and result (allowed, unauthenticated, forbidden, unavailable).",
+		Help: "Session and authorization checks of image and upload requests, by session method and result (allowed, unauthenticated, forbidden, unavailable, limited).",
 	}, []string{"method", "result"}),
 	sessionTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "imagegate_session_check_duration_seconds",
@@ -115,8 +140,20 @@ var metrics = struct {
 	}, []string{"method"}),
 	uploadURLs: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "imagegate_upload_urls_total",
-		Help: "Direct-upload URL requests, by result (issued, unauthenticated, unavailable, upstream_error, method_not_allowed).",
+		Help: "Direct-upload URL requests, by result (issued, unauthenticated, forbidden, unavailable, limited, upstream_error, method_not_allowed).",
 	}, []string{"result"}),
+	apiRateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "imagegate_api_rate_limited_total",
+		Help: "Cloudflare API calls answered 429, or not made because the API's Retry-After had not passed.",
+	}),
+	signingFailures: prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "imagegate_signing_failures_total",
+		Help: "Delivery URLs whose signature Cloudflare refused (403) in proxy mode: the signing key is wrong or was deleted.",
+	}),
+	byteEvictions: prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "imagegate_byte_cache_evictions_total",
+		Help: "Images evicted from the proxy-mode memory tier to make room; a steady rate means cache_size is too small.",
+	}),
 	keyInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "imagegate_signing_key_info",
 		Help: "Set to 1 for each signing key a live config uses, identified by a short non-reversible fingerprint.",
@@ -126,6 +163,10 @@ var metrics = struct {
 		Help: "Always 1; labels give the imagegate module version and the Go version that built it.",
 	}, []string{"version", "goversion"}),
 }
+
+// moduleVersion is imagegate's module version, "unknown" in a build
+// without module information; it names the upstream User-Agent too.
+var moduleVersion = "unknown"
 
 func init() {
 	version, goVersion := "unknown", "unknown"
@@ -140,6 +181,7 @@ func init() {
 			version = bi.Main.Version
 		}
 	}
+	moduleVersion = version
 	metrics.buildInfo.WithLabelValues(version, goVersion).Set(1)
 }
 
@@ -149,11 +191,11 @@ func registerMetrics(reg *prometheus.Registry) error {
 	if reg == nil { // a bare caddy.Context, as in some tests
 		return nil
 	}
-	for _, c := range []prometheus.Collector{
+	for _, c := range append([]prometheus.Collector{
 		metrics.requests, metrics.billable, metrics.cacheHits, metrics.cacheMisses,
 		metrics.cacheEvictions, metrics.signatures, metrics.validity, metrics.sessionChecks, metrics.sessionTime,
-		metrics.decisionHits, metrics.decisionMisses, metrics.uploadURLs, metrics.keyInfo, metrics.buildInfo,
-	} {
+		metrics.decisionHits, metrics.decisionMisses, metrics.uploadURLs, metrics.apiRateLimited, metrics.signingFailures, metrics.byteEvictions, metrics.keyInfo, metrics.buildInfo,
+	}, proxyCollectors()...) {
 		if err := reg.Register(c); err != nil {
 			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
 				return err
@@ -237,4 +279,40 @@ func (vs *variantState) served(o outcome, billable bool, validitySeconds float64
 		vs.billable.Inc()
 	}
 	metrics.validity.Observe(validitySeconds)
+}
+
+// checkMetrics holds one session method's resolved handles for
+// imagegate_session_checks_total and its companions.
+type checkMetrics struct {
+	results  [session.Limited + 1]prometheus.Counter
+	duration prometheus.Observer
+	hits     prometheus.Counter
+	misses   prometheus.Counter // nil for methods that cache nothing
+}
+
+func newCheckMetrics(m SessionMethod) *checkMetrics {
+	name := m.CaddyModule().ID.Name()
+	c := &checkMetrics{
+		duration: metrics.sessionTime.WithLabelValues(name),
+		hits:     metrics.decisionHits.WithLabelValues(name),
+	}
+	for v := range c.results {
+		c.results[v] = metrics.sessionChecks.WithLabelValues(name, session.Verdict(v).String())
+	}
+	if dc, ok := m.(interface{ CachesDecisions() bool }); ok && dc.CachesDecisions() {
+		c.misses = metrics.decisionMisses.WithLabelValues(name)
+	}
+	return c
+}
+
+// observe counts one check: image or upload, each exactly once.
+func (c *checkMetrics) observe(d session.Decision, took time.Duration) {
+	c.duration.Observe(took.Seconds())
+	c.results[d.Verdict].Inc()
+	switch {
+	case d.CacheHit:
+		c.hits.Inc()
+	case c.misses != nil:
+		c.misses.Inc()
+	}
 }

@@ -1,10 +1,14 @@
-// Package caddymodule registers imagegate's Caddy HTTP handler,
-// http.handlers.cf_images, and its Caddyfile directive. It only translates
-// between Caddy and the plain-Go packages that do the work: config, signer
-// and imageref.
+// Package caddymodule registers imagegate's Caddy modules: the HTTP handler
+// http.handlers.cf_images with its Caddyfile directive, the session methods
+// (http.handlers.cf_images.sessions.*) and authorization policies
+// (http.handlers.cf_images.authorizers.*) it loads as guest modules, and
+// the `cf-images-token` command. It only translates between Caddy and the
+// plain-Go packages that do the work: config, signer, session, cfapi and
+// imageref.
 package caddymodule
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -16,6 +20,9 @@ import (
 
 	"github.com/seed-a64a90cf/imagegate/cfapi"
 	"github.com/seed-a64a90cf/imagegate/config"
+	"github.com/seed-a64a90cf/imagegate/imageproxy"
+	"github.com/seed-a64a90cf/imagegate/limit"
+	"github.com/seed-a64a90cf/imagegate/session"
 	"github.com/seed-a64a90cf/imagegate/signer"
 )
 
@@ -25,9 +32,9 @@ func init() {
 
 // Handler serves private Cloudflare Images through stable signed URLs. A GET
 // or HEAD for `<prefix>/<id>/<variant>` is validated, checked against the
-// caller's session, and answered with a `302 Found` to a signed
-// `<delivery_url>/<account_hash>/<id>/<variant>?exp=…&sig=…` URL, or with
-// `{"url","expires","expires_at"}` JSON when the client sends
+// caller's session and the authorization policy, and answered with a
+// `302 Found` to a signed `<delivery_url>/<account_hash>/<id>/<variant>?exp=…&sig=…`
+// URL, or with `{"url","expires","expires_at"}` JSON when the client sends
 // `Accept: application/json`.
 //
 // The URL's `exp` is always a multiple of `window` and at least
@@ -35,17 +42,24 @@ func init() {
 // byte-identical URL and browsers can cache the image. Requests outside
 // `prefix` go to the next handler.
 //
+// Refusals (400, 401, 403, 404, 405, 429, 503) are returned as handler
+// errors after their headers are set, so a site's `handle_errors` routes can
+// answer them (a placeholder image, a login redirect); without such routes
+// Caddy answers the bare status. `{http.cf_images.outcome}` names what
+// became of the request (redirect, json, not_modified, unauthenticated,
+// forbidden, limited, …).
+//
 // Secrets may be given as runtime placeholders (`{env.CF_IMAGES_KEY}`,
-// `{file./run/secrets/key}`) or via `signing_key_file`; they are resolved at
-// provision time, so the adapted JSON config never contains them.
+// `{file./run/secrets/key}`) or via the `_file` settings; they are resolved
+// at provision time, so the adapted JSON config never contains them.
 type Handler struct {
-	// Prefix is the path before `<id>/<variant>`. Default: `/img`.
+	// Prefix is the path before `<id>/<variant>`. `/` serves images at
+	// `/<id>/<variant>`. Default: `/img`.
 	Prefix string `json:"prefix,omitempty"`
 
 	// AccountHash is the account hash used in delivery URLs (Images >
 	// Overview in the Cloudflare dashboard), not the 32-hex account id.
-	// Placeholders such as `{env.CF_ACCOUNT_HASH}` are resolved at provision
-	// time. Required.
+	// Placeholders are resolved at provision time. Required.
 	AccountHash string `json:"account_hash,omitempty"`
 
 	// SigningKey is the Images URL signing key, as the dashboard shows it.
@@ -85,62 +99,116 @@ type Handler struct {
 	CacheSize int `json:"cache_size,omitempty"`
 
 	// Mode is how the image is delivered: `redirect` (the default) answers
-	// 302 to the signed URL.
+	// 302 to the signed URL; `proxy` fetches the image and sends its bytes,
+	// from a byte cache shared by every authorized caller.
 	Mode string `json:"mode,omitempty"`
 
-	// Session says how callers are identified. Required, so that public
-	// access is always a visible choice: `{"method": "none"}` serves every
-	// caller and is logged as a warning at start.
-	Session *SessionConfig `json:"session,omitempty"`
+	// Proxy configures `mode proxy`; its zero value takes the defaults.
+	Proxy *ProxyConfig `json:"proxy,omitempty"`
 
-	// Authorize says which images an identified caller may see.
-	// Default: `{"policy": "any"}`.
-	Authorize *AuthorizeConfig `json:"authorize,omitempty"`
+	// SessionRaw is the session method, a guest module in
+	// `http.handlers.cf_images.sessions` named by its `method` key: `jwt`,
+	// `introspect`, `caddy_auth` or `none`. Required, so that public access
+	// is always a visible choice: `{"method": "none"}` serves every caller
+	// and is logged as a warning at start.
+	SessionRaw json.RawMessage `json:"session,omitempty" caddy:"namespace=http.handlers.cf_images.sessions inline_key=method"`
+
+	// AuthorizeRaw is the authorization policy, a guest module in
+	// `http.handlers.cf_images.authorizers` named by its `policy` key:
+	// `any`, `claim`, `owner` or `introspect`. Default: `{"policy": "any"}`.
+	AuthorizeRaw json.RawMessage `json:"authorize,omitempty" caddy:"namespace=http.handlers.cf_images.authorizers inline_key=policy"`
 
 	// AccountID is the 32-hex Cloudflare account id, for API calls
-	// (`authorize owner` reads image metadata). Placeholders are resolved.
+	// (`authorize owner` and uploads). Placeholders are resolved.
 	AccountID string `json:"account_id,omitempty"`
 
-	// APIToken is a Cloudflare API token with Images Read, for API calls.
-	// Use a placeholder such as `{env.CF_API_TOKEN}`; a literal is accepted
-	// with a warning.
+	// APIToken is a Cloudflare API token with Images Read (and Images Write
+	// for uploads). Use a placeholder such as `{env.CF_API_TOKEN}`; a
+	// literal is accepted with a warning.
 	APIToken string `json:"api_token,omitempty"`
 
 	// APITokenFile is a file holding APIToken.
 	APITokenFile string `json:"api_token_file,omitempty"`
 
-	// APIURL is the Cloudflare API root. Default:
+	// APIURL is the Cloudflare API root, an absolute http(s) URL. Default:
 	// `https://api.cloudflare.com/client/v4`; the local emulator serves it
 	// at `<emulator>/client/v4`.
 	APIURL string `json:"api_url,omitempty"`
 
-	// MetadataTTL is how long an image's metadata (its owner) is cached.
-	// Default: 5m.
+	// MetadataTTL is how long an image's owner (`authorize owner`) is
+	// cached. Default: 5m.
 	MetadataTTL caddy.Duration `json:"metadata_ttl,omitempty"`
+
+	// MetadataStale is how long past MetadataTTL a cached owner still
+	// decides while the Cloudflare API fails or rate-limits (the idea of
+	// RFC 5861's stale-if-error). With nothing cached, the answer is 503.
+	// Default: 1h.
+	MetadataStale caddy.Duration `json:"metadata_stale,omitempty"`
+
+	// LookupLimit bounds, per caller, the owner-metadata lookups that miss
+	// the cache and so call the Cloudflare API. Over it the answer is 429
+	// with Retry-After and no API call. Default: 120 per minute; `{}` (0
+	// events) turns it off.
+	LookupLimit *RateLimit `json:"lookup_limit,omitempty"`
 
 	// UploadPath, if set, turns on uploads: an authenticated POST to this
 	// exact path answers `{"id","uploadURL"}` with a one-time Cloudflare
 	// direct-upload URL for a private image (requireSignedURLs is always
 	// sent) whose metadata names the caller. Needs account_id, api_token
-	// and a session method that identifies callers. Default: off.
+	// and a session method that names callers. Default: off.
 	UploadPath string `json:"upload_path,omitempty"`
 
 	// UploadOwnerField is the metadata field stamped with the uploader's
-	// subject, the field `authorize owner` reads. Default: `owner`.
+	// subject; `authorize owner` must read the same field. Default: `owner`.
 	UploadOwnerField string `json:"upload_owner_field,omitempty"`
 
-	cfg      config.Gateway
-	gate     *gate
-	api      *cfapi.Client
-	uploads  *uploader
-	signer   *signer.Signer
-	variants map[string]*variantState
-	prefix   string // Prefix, without a trailing slash
-	keyID    string
-	keyInUse bool // counted in keysInUse, to release in Cleanup
-	now      func() time.Time
-	logger   *zap.Logger
+	// UploadLimit bounds the upload URLs issued per caller. Over it the
+	// answer is 429 with Retry-After. Default: 20 per hour; `{}` (0
+	// events) turns it off.
+	UploadLimit *RateLimit `json:"upload_limit,omitempty"`
+
+	cfg        config.Gateway
+	method     SessionMethod
+	authorizer Authorizer
+	gate       *session.Gate
+	checks     *checkMetrics
+	api        *cfapi.Client
+	uploads    *uploader
+	signer     *signer.Signer
+	proxy      *imageproxy.Proxy
+	memKey     string // the memory tier's key in memoryTiers, to release
+	variants   map[string]*variantState
+	prefix     string // Prefix, without a trailing slash
+	keyID      string
+	keyInUse   bool // counted in keysInUse, to release in Cleanup
+	now        func() time.Time
+	logger     *zap.Logger
 }
+
+// RateLimit is a budget of Events per Window for each caller.
+type RateLimit struct {
+	// Events is how many events a caller may spend per Window; 0 turns the
+	// limit off.
+	Events int `json:"events,omitempty"`
+	// Window is the period over which Events refill.
+	Window caddy.Duration `json:"window,omitempty"`
+}
+
+// rate returns the limit's budget, or def when it is not configured.
+func (l *RateLimit) rate(def limit.Rate) limit.Rate {
+	if l == nil {
+		return def
+	}
+	return limit.Rate{Events: l.Events, Per: time.Duration(l.Window)}
+}
+
+// Default limits. Cloudflare allows about 1,200 API calls per five minutes
+// per token (https://developers.cloudflare.com/fundamentals/api/reference/limits/),
+// so one caller's lookups alone cannot exhaust it in under ten minutes.
+var (
+	defaultLookupLimit = limit.Rate{Events: 120, Per: time.Minute}
+	defaultUploadLimit = limit.Rate{Events: 20, Per: time.Hour}
+)
 
 // CaddyModule returns the Caddy module information.
 func (Handler) CaddyModule() caddy.ModuleInfo {
@@ -150,26 +218,26 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision resolves secrets, validates the configuration, and builds the
-// signer and the metric handles, so that ServeHTTP does no set-up work.
+// Provision resolves secrets, loads the session and authorization guest
+// modules, validates everything, and builds the signer and the metric
+// handles, so that ServeHTTP does no set-up work. Every problem found is
+// reported at once.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if h.now == nil {
 		h.now = time.Now
 	}
-	r := &resolver{repl: caddy.NewReplacer()}
-	cfg, err := h.resolve(r)
-	if err != nil {
+	r := newResolver()
+	cfg := h.gatewayConfig(r)
+	errs := []error{r.err(), cfg.Validate()}
+	if err := h.provisionSession(ctx); err != nil {
+		errs = append(errs, err)
+	} else {
+		errs = append(errs, h.provisionUploads())
+		errs = append(errs, h.unusedSettings()...)
+	}
+	if err := errors.Join(errs...); err != nil {
 		return err
-	}
-	if h.Session == nil {
-		return errors.New("cf_images: session: required; use `session none` for explicit public access")
-	}
-	if h.gate, err = h.newGate(ctx, r); err != nil {
-		return fmt.Errorf("cf_images: %w", err)
-	}
-	if h.uploads, err = h.newUploader(r); err != nil {
-		return fmt.Errorf("cf_images: %w", err)
 	}
 	h.cfg = cfg
 	h.prefix = cfg.Prefix
@@ -179,11 +247,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
 	h.variants = newVariantStates(cfg)
+	if cfg.Mode == config.ModeProxy {
+		if err := h.provisionProxy(); err != nil {
+			return err
+		}
+	}
+	var err error
 	h.signer, err = signer.New(signer.Config{
 		DeliveryURL: cfg.DeliveryURL,
 		AccountHash: cfg.AccountHash,
 		Key:         cfg.SigningKey,
-		Window:      signer.Window{Size: cfg.Window, MinRemaining: cfg.MinRemaining},
+		Window:      cfg.Window,
 		Size:        cfg.CacheSize,
 		OnSign:      metrics.signatures.Inc,
 		OnEvict:     metrics.cacheEvictions.Inc,
@@ -197,28 +271,126 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// resolve turns the JSON fields into a validated config.Gateway.
-func (h *Handler) resolve(r *resolver) (config.Gateway, error) {
+// gatewayConfig turns the handler's own fields into a config.Gateway,
+// resolving placeholders and secrets into r.
+func (h *Handler) gatewayConfig(r *resolver) config.Gateway {
 	cfg := config.Gateway{
 		Prefix:         h.Prefix,
 		AccountHash:    r.value("account_hash", h.AccountHash),
 		DeliveryURL:    r.value("delivery_url", h.DeliveryURL),
 		Variants:       h.Variants,
 		PublicVariants: h.PublicVariants,
-		Window:         time.Duration(h.Window),
-		MinRemaining:   time.Duration(h.MinRemaining),
+		Window:         signer.Window{Size: time.Duration(h.Window), MinRemaining: time.Duration(h.MinRemaining)},
 		CacheSize:      h.CacheSize,
 		Mode:           h.Mode,
 	}
 	cfg.SigningKey = r.secret("signing_key", h.SigningKey, h.SigningKeyFile)
 	cfg.SetDefaults()
+	return cfg
+}
+
+// provisionSession loads the session method and the authorization policy
+// and joins them into the one gate every request goes through.
+func (h *Handler) provisionSession(ctx caddy.Context) error {
+	if h.SessionRaw == nil {
+		return errors.New("session: required; use `session none` for explicit public access")
+	}
+	mod, err := ctx.LoadModule(h, "SessionRaw")
+	if err != nil {
+		return fmt.Errorf("loading session method: %w", err)
+	}
+	m, ok := mod.(SessionMethod)
+	if !ok {
+		return fmt.Errorf("session: module %T is not a session method", mod)
+	}
+	h.method = m
+
+	var az Authorizer = &AnyAuthorizer{}
+	if h.AuthorizeRaw != nil {
+		mod, err := ctx.LoadModule(h, "AuthorizeRaw")
+		if err != nil {
+			return fmt.Errorf("loading authorization policy: %w", err)
+		}
+		if az, ok = mod.(Authorizer); !ok {
+			return fmt.Errorf("authorize: module %T is not an authorizer", mod)
+		}
+	}
+	policy, err := az.Policy(AuthorizerEnv{
+		Session:       m,
+		API:           h.apiClient,
+		Lookups:       limit.NewLocal(h.LookupLimit.rate(defaultLookupLimit), 0),
+		MetadataTTL:   h.MetadataTTL,
+		MetadataStale: h.MetadataStale,
+	})
+	if err != nil {
+		return fmt.Errorf("authorize %s: %w", az.CaddyModule().ID.Name(), err)
+	}
+	if o, ok := az.(*OwnerAuthorizer); ok && h.UploadPath != "" && o.field != h.uploadOwnerField() {
+		return fmt.Errorf("authorize owner %s: uploads stamp the field %q (upload_owner_field), so uploaders could not see their own images; use one field", o.field, h.uploadOwnerField())
+	}
+	h.authorizer = az
+	h.gate = session.NewGate(m.Authenticator(), policy)
+	h.checks = newCheckMetrics(m)
+	return nil
+}
+
+// unusedSettings reports settings that nothing in this configuration
+// reads, which would otherwise be silently ignored.
+func (h *Handler) unusedSettings() []error {
+	var errs []error
+	_, owner := h.authorizer.(*OwnerAuthorizer)
+	needs := func(set bool, name, what string) {
+		if set {
+			errs = append(errs, fmt.Errorf("%s: has no effect without %s", name, what))
+		}
+	}
+	needs(h.Proxy != nil && h.Mode != config.ModeProxy, "proxy", "mode proxy")
+	needs(!owner && h.MetadataTTL != 0, "metadata_ttl", "authorize owner")
+	needs(!owner && h.MetadataStale != 0, "metadata_stale", "authorize owner")
+	needs(!owner && h.LookupLimit != nil, "lookup_limit", "authorize owner")
+	needs(h.UploadPath == "" && h.UploadOwnerField != "", "upload_owner_field", "upload_path")
+	needs(h.UploadPath == "" && h.UploadLimit != nil, "upload_limit", "upload_path")
+	apiUsed := owner || h.UploadPath != ""
+	needs(!apiUsed && h.AccountID != "", "account_id", "authorize owner or upload_path")
+	needs(!apiUsed && (h.APIToken != "" || h.APITokenFile != ""), "api_token", "authorize owner or upload_path")
+	needs(!apiUsed && h.APIURL != "", "api_url", "authorize owner or upload_path")
+	return errs
+}
+
+// apiClient returns the Cloudflare API client for account_id and
+// api_token, made once per config and shared by owner lookups and uploads.
+func (h *Handler) apiClient() (*cfapi.Client, error) {
+	if h.api != nil {
+		return h.api, nil
+	}
+	r := newResolver()
+	client := &cfapi.Client{
+		BaseURL:       r.value("api_url", h.APIURL),
+		AccountID:     r.value("account_id", h.AccountID),
+		APIToken:      string(r.secret("api_token", h.APIToken, h.APITokenFile)),
+		OnRateLimited: metrics.apiRateLimited.Inc,
+	}
 	if err := r.err(); err != nil {
-		return cfg, err
+		return nil, err
 	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, fmt.Errorf("cf_images: %w", err)
+	if client.AccountID == "" || client.APIToken == "" {
+		return nil, errors.New("needs account_id and api_token (or api_token_file) for the Cloudflare Images API")
 	}
-	return cfg, nil
+	if client.BaseURL != "" {
+		if err := cfapi.ValidateBaseURL(client.BaseURL); err != nil {
+			return nil, fmt.Errorf("api_url: %w", err)
+		}
+	}
+	h.api = client
+	return client, nil
+}
+
+// uploadOwnerField is the metadata field uploads stamp.
+func (h *Handler) uploadOwnerField() string {
+	if h.UploadOwnerField != "" {
+		return h.UploadOwnerField
+	}
+	return defaultOwnerField
 }
 
 // logStart logs the effective configuration, with the key as a
@@ -231,40 +403,24 @@ func (h *Handler) logStart() {
 		zap.String("key_id", h.keyID),
 		zap.Strings("variants", h.cfg.Variants),
 		zap.Strings("public_variants", h.cfg.PublicVariants),
-		zap.Duration("window", h.cfg.Window),
-		zap.Duration("min_remaining", h.cfg.MinRemaining),
+		zap.Duration("window", h.cfg.Window.Size),
+		zap.Duration("min_remaining", h.cfg.Window.MinRemaining),
 		zap.Int("cache_size", h.cfg.CacheSize),
 		zap.String("mode", h.cfg.Mode),
-		zap.String("session", h.Session.Method),
-		zap.String("authorize", h.policyName()),
+		zap.String("session", h.method.CaddyModule().ID.Name()),
 	)
-	if h.Session.Method == "none" {
-		h.logger.Warn("session none: every caller can get a URL for every image; configure a session method unless these images are meant to be public")
-	}
-	for field, v := range map[string]string{"signing_key": h.SigningKey, "secret": h.Session.Secret, "api_token": h.APIToken} {
-		if v != "" && !config.IsPlaceholder(v) {
-			h.logger.Warn("literal secret in the config: it appears in config dumps; use an {env.X} placeholder or the _file form",
-				zap.String("field", field))
-		}
-	}
+	warnLiteralSecret(h.logger, "signing_key", h.SigningKey)
+	warnLiteralSecret(h.logger, "api_token", h.APIToken)
 	for _, w := range h.cfg.Warnings() {
 		h.logger.Warn(w)
 	}
 }
 
-func (h *Handler) policyName() string {
-	if h.Authorize == nil || h.Authorize.Policy == "" {
-		return "any"
-	}
-	return h.Authorize.Policy
-}
-
-// Cleanup stops background work, such as JWKS refreshes, when the config
-// is unloaded. It is safe after a failed Provision.
+// Cleanup releases the signing key's metric series. Caddy cleans up the
+// guest modules itself (the jwt method's JWKS refresher stops there). It is
+// safe after a failed Provision.
 func (h *Handler) Cleanup() error {
-	if h.gate != nil && h.gate.cancel != nil {
-		h.gate.cancel()
-	}
+	h.cleanupProxy()
 	if h.keyInUse {
 		releaseKey(h.keyID)
 		h.keyInUse = false

@@ -1,12 +1,15 @@
 package caddymodule
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/seed-a64a90cf/imagegate/imageref"
@@ -18,6 +21,15 @@ import (
 var (
 	contentJSON = []string{"application/json"}
 	allowGET    = []string{"GET, HEAD"}
+	noStore     = []string{"no-store"}
+)
+
+// Refusals that are not a session's verdict. Their texts are fixed: nothing
+// from the request is echoed, and Caddy logs them (at debug level, being
+// below 500) and offers them to handle_errors as {err.message}.
+var (
+	errMethod         = errors.New("method not allowed")
+	errUnknownVariant = errors.New("unknown variant")
 )
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler. Reading it top to
@@ -33,20 +45,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header()["Allow"] = allowGET
-		return h.fail(w, r, otherVariant, outcomeMethodNotAllowed, http.StatusMethodNotAllowed, "method not allowed")
+		return h.refuse(w, r, otherState, outcomeMethodNotAllowed, errMethod)
 	}
 	ref, err := imageref.Parse(rest)
 	if err != nil {
 		// imageref's errors describe the rule broken, never the input.
-		return h.fail(w, r, otherVariant, outcomeBadRequest, http.StatusBadRequest, "invalid image path: "+err.Error())
+		return h.refuse(w, r, otherState, outcomeBadRequest, err)
 	}
 	vs, ok := h.variants[ref.Variant]
 	if !ok {
-		return h.fail(w, r, otherVariant, outcomeNotFound, http.StatusNotFound, "unknown variant")
+		return h.refuse(w, r, otherState, outcomeNotFound, errUnknownVariant)
 	}
-	caller, denied, err := h.gate.check(r, session.Image{ID: ref.ID, Variant: ref.Variant}, h.now)
-	if err != nil {
-		return h.deny(w, r, ref.Variant, denied, caller.Subject, err)
+	d := h.decide(r, session.Image{ID: ref.ID, Variant: ref.Variant})
+	if d.Verdict != session.Allowed {
+		return h.deny(w, r, vs, d)
+	}
+	if h.proxy != nil {
+		return h.serveProxy(w, r, vs, ref, d)
 	}
 
 	now := h.now() // after the session check, which may have waited on the network
@@ -62,7 +77,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	hdr := w.Header()
 	hdr["Cache-Control"] = []string{"private, max-age=" + strconv.FormatInt(maxAge, 10)}
-	hdr["Vary"] = h.gate.vary
+	hdr["Vary"] = h.gate.Vary()
 
 	// A 302 or a new JSON URL makes the client fetch the image from
 	// Cloudflare: one billable delivery. A JSON client revalidating a URL it
@@ -87,49 +102,110 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			_, _ = w.Write(u.JSON)
 		}
 	}
+	setOutcome(r, out)
 	billable := out != outcomeNotModified && r.Method != http.MethodHead
 	vs.served(out, billable, u.Expires.Sub(now).Seconds())
 	if c := h.logger.Check(zap.DebugLevel, "served"); c != nil {
 		c.Write(zap.String("outcome", out.String()), zap.String("variant", ref.Variant),
-			zap.String("subject", subjectHash(caller.Subject)), zap.Bool("cache_hit", hit),
+			zap.String("subject", subjectHashes.Hash(d.Identity.Subject)), zap.Bool("cache_hit", hit),
 			zap.String("key_id", h.keyID))
 	}
 	return nil
 }
 
-// deny answers a request that failed the session or authorization check.
-// None of these answers may be cached: the same URL succeeds once the
-// caller logs in.
-// The log line names the caller by hash and says why (session errors never
-// contain credentials); the answer says neither.
-func (h *Handler) deny(w http.ResponseWriter, r *http.Request, variant string, out outcome, subject string, why error) error {
-	detail := []zap.Field{zap.String("subject", subjectHash(subject)), zap.String("error", why.Error())}
-	switch out {
-	case outcomeUnauthenticated:
-		if h.gate.challenge != nil {
-			w.Header()["Www-Authenticate"] = h.gate.challenge
+// decide runs the session gate for one image and counts the check.
+func (h *Handler) decide(r *http.Request, img session.Image) session.Decision {
+	start := time.Now()
+	d := h.gate.Image(r, img)
+	h.checks.observe(d, time.Since(start))
+	return d
+}
+
+// deny refuses a request that failed the session or authorization check,
+// with the status the session package assigns to the verdict. The error
+// Caddy logs names the caller by a keyed hash and says why (session errors
+// never contain credentials); the answer says neither.
+func (h *Handler) deny(w http.ResponseWriter, r *http.Request, vs *variantState, d session.Decision) error {
+	out, err := h.denial(w, d)
+	return h.refuse(w, r, vs, out, err)
+}
+
+// denial sets the headers of a refused verdict and returns its outcome and
+// the reason to log.
+func (h *Handler) denial(w http.ResponseWriter, d session.Decision) (outcome, error) {
+	hdr := w.Header()
+	switch d.Verdict {
+	case session.Unauthenticated:
+		if c := h.gate.Challenge(); c != nil {
+			hdr["Www-Authenticate"] = c
 		}
-		return h.fail(w, r, variant, out, http.StatusUnauthorized, "authentication required", detail...)
-	case outcomeForbidden:
-		return h.fail(w, r, variant, out, http.StatusForbidden, "access to this image is denied", detail...)
-	default:
-		w.Header().Set("Retry-After", "5")
-		return h.fail(w, r, variant, out, http.StatusServiceUnavailable, "authorization is temporarily unavailable", detail...)
+	case session.Limited, session.Unavailable:
+		hdr["Retry-After"] = []string{retryAfter(d.RetryAfter)}
+	}
+	err := d.Err
+	if d.Identity.Subject != "" {
+		err = &callerError{subject: subjectHashes.Hash(d.Identity.Subject), err: d.Err}
+	}
+	return verdictOutcomes[d.Verdict], err
+}
+
+// verdictOutcomes maps each refusing verdict to the outcome it counts as.
+var verdictOutcomes = [...]outcome{
+	session.Unauthenticated: outcomeUnauthenticated,
+	session.Forbidden:       outcomeForbidden,
+	session.Unavailable:     outcomeUnavailable,
+	session.Limited:         outcomeLimited,
+}
+
+// callerError adds the caller's hash to a refusal's logged reason.
+type callerError struct {
+	subject string
+	err     error
+}
+
+func (e *callerError) Error() string { return e.err.Error() + " (caller " + e.subject + ")" }
+func (e *callerError) Unwrap() error { return e.err }
+
+// refuse counts a refusal, marks it uncacheable (the same URL may succeed
+// once the caller logs in or the dependency recovers), and returns it as a
+// Caddy handler error so that handle_errors can answer it. Without
+// handle_errors, Caddy answers the bare status with an empty body.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, vs *variantState, out outcome, why error) error {
+	vs.count(out)
+	return refusal(w, r, out, why)
+}
+
+// refusal is refuse without the image request counter, for uploads.
+func refusal(w http.ResponseWriter, r *http.Request, out outcome, why error) error {
+	w.Header()["Cache-Control"] = noStore
+	setOutcome(r, out)
+	return caddyhttp.Error(out.status(), why)
+}
+
+// setOutcome exposes the outcome as {http.cf_images.outcome}, for access
+// logs and handle_errors routes.
+func setOutcome(r *http.Request, out outcome) {
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.cf_images.outcome", outcomeValues[out])
 	}
 }
 
-// subjectHash names a caller in logs without recording who they are.
-func subjectHash(sub string) string {
-	if sub == "" {
-		return ""
+// retryAfter formats a Retry-After in whole seconds, at least 1.
+func retryAfter(d time.Duration) string {
+	s := int64((d + time.Second - 1) / time.Second)
+	if s < 1 {
+		s = 1
 	}
-	return session.SubjectHash(sub)
+	return strconv.FormatInt(s, 10)
 }
 
 // stripPrefix returns the part of an escaped path after "<prefix>/", and
 // whether the path is the gateway's at all. The prefix itself, with or
 // without a slash, is the gateway's (and a bad request).
 func (h *Handler) stripPrefix(p string) (string, bool) {
+	if h.prefix == "/" {
+		return strings.TrimPrefix(p, "/"), true
+	}
 	if !strings.HasPrefix(p, h.prefix) {
 		return "", false
 	}
@@ -141,25 +217,6 @@ func (h *Handler) stripPrefix(p string) (string, bool) {
 		return rest[1:], true
 	}
 	return "", false // "/imgfoo" is not under "/img"
-}
-
-// fail answers with one short plain-text line. Messages are fixed strings:
-// nothing from the request is echoed.
-func (h *Handler) fail(w http.ResponseWriter, r *http.Request, variant string, out outcome, status int, msg string, detail ...zap.Field) error {
-	hdr := w.Header()
-	hdr.Set("Content-Type", "text/plain; charset=utf-8")
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	hdr.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write([]byte(msg + "\n"))
-	}
-	h.variantState(variant).count(out)
-	if c := h.logger.Check(out.logLevel(), "request refused"); c != nil {
-		c.Write(append([]zap.Field{zap.String("outcome", out.String()), zap.Int("status", status),
-			zap.String("variant", variant), zap.String("reason", msg), zap.String("key_id", h.keyID)}, detail...)...)
-	}
-	return nil
 }
 
 // etagMatches reports whether an If-None-Match header names etag (or is

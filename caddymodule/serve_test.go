@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -31,7 +32,7 @@ func newTestHandler(t testing.TB, edit func(*Handler)) *Handler {
 		DeliveryURL:    "https://imagedelivery.net",
 		Variants:       []string{"public", "thumbnail"},
 		PublicVariants: []string{"avatar"},
-		Session:        &SessionConfig{Method: "none"},
+		SessionRaw:     sessionJSON("none", NoSession{}),
 		now:            func() time.Time { return fixedNow },
 	}
 	if edit != nil {
@@ -64,9 +65,21 @@ func serve(t testing.TB, h *Handler, method, target string, hdr map[string]strin
 	w := httptest.NewRecorder()
 	next := &nextHandler{}
 	if err := h.ServeHTTP(w, r, next); err != nil {
-		t.Fatalf("ServeHTTP(%s %s) error: %v", method, target, err)
+		answerError(t, w, err)
 	}
 	return w, next.called
+}
+
+// answerError does what Caddy's server does with a handler error when the
+// site has no handle_errors routes: the status, the headers the handler
+// set, and an empty body.
+func answerError(t testing.TB, w *httptest.ResponseRecorder, err error) {
+	t.Helper()
+	he, ok := errors.AsType[caddyhttp.HandlerError](err)
+	if !ok || he.StatusCode == 0 {
+		t.Fatalf("ServeHTTP returned %v, not a caddyhttp.HandlerError with a status", err)
+	}
+	w.WriteHeader(he.StatusCode)
 }
 
 // verifySig checks a delivery URL's sig with an HMAC computed here, not by

@@ -66,11 +66,11 @@ func TestAsymmetricKeysFromCaddyConfig(t *testing.T) {
 	}))
 	defer jwks.Close()
 
-	for name, sc := range map[string]*SessionConfig{
-		"public_key_file": {Method: "jwt", PublicKeyFile: pemFile},
-		"jwks_url":        {Method: "jwt", JWKSURL: jwks.URL},
+	for name, sc := range map[string]json.RawMessage{
+		"public_key_file": sessionJSON("jwt", &JWTSession{PublicKeyFile: pemFile}),
+		"jwks_url":        sessionJSON("jwt", &JWTSession{JWKSURL: jwks.URL}),
 	} {
-		h := newTestHandler(t, func(h *Handler) { h.Session = sc })
+		h := newTestHandler(t, func(h *Handler) { h.SessionRaw = sc })
 		for who, tc := range map[string]struct {
 			tok  string
 			want int

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
@@ -37,16 +38,23 @@ func algNone(sub string) string {
 	return enc([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + enc(payload) + "."
 }
 
-func jwtHandler(t *testing.T, authorize *AuthorizeConfig) *Handler {
+func jwtHandler(t *testing.T, authorize json.RawMessage) *Handler {
 	t.Setenv("TEST_JWT_SECRET", jwtSecret)
 	return newTestHandler(t, func(h *Handler) {
-		h.Session = &SessionConfig{
-			Method:  "jwt",
-			Sources: []CredentialSource{{Cookie: "session"}, {Header: "Authorization"}},
-			Secret:  "{env.TEST_JWT_SECRET}",
-		}
-		h.Authorize = authorize
+		h.SessionRaw = sessionJSON("jwt", &JWTSession{Sources: []CredentialSource{{Cookie: "session"}, {Header: "Authorization"}},
+			Secret: "{env.TEST_JWT_SECRET}"})
+		h.AuthorizeRaw = authorize
 	})
+}
+
+// sessionJSON and authorizeJSON return a guest module's JSON with its name
+// under the inline key, as the Caddyfile adapter writes it.
+func sessionJSON(name string, m any) json.RawMessage {
+	return caddyconfig.JSONModuleObject(m, "method", name, nil)
+}
+
+func authorizeJSON(name string, m any) json.RawMessage {
+	return caddyconfig.JSONModuleObject(m, "policy", name, nil)
 }
 
 func TestJWTSession(t *testing.T) {
@@ -87,7 +95,7 @@ func TestJWTSession(t *testing.T) {
 }
 
 func TestClaimPolicy(t *testing.T) {
-	h := jwtHandler(t, &AuthorizeConfig{Policy: "claim", Claim: "images", Template: "{id}"})
+	h := jwtHandler(t, authorizeJSON("claim", &ClaimAuthorizer{Claim: "images", Template: "{id}"}))
 	tok := mint(t, "alice", time.Hour, map[string]string{"images": "mine"}, time.Now())
 	cookie := map[string]string{"Cookie": "session=" + tok}
 	if w, _ := serve(t, h, "GET", "/img/mine/public", cookie); w.Code != 302 {
@@ -128,9 +136,9 @@ func introspectApp(t *testing.T) (*httptest.Server, *atomic.Int64) {
 func TestIntrospectSession(t *testing.T) {
 	app, calls := introspectApp(t)
 	h := newTestHandler(t, func(h *Handler) {
-		h.Session = &SessionConfig{Method: "introspect", URL: app.URL, PerImage: true,
-			Sources: []CredentialSource{{Cookie: "sessionid"}}}
-		h.Authorize = &AuthorizeConfig{Policy: "introspect"}
+		h.SessionRaw = sessionJSON("introspect", &IntrospectSession{URL: app.URL, PerImage: true,
+			Sources: []CredentialSource{{Cookie: "sessionid"}}})
+		h.AuthorizeRaw = authorizeJSON("introspect", IntrospectAuthorizer{})
 	})
 	for i, tc := range []struct {
 		cookie, id string
@@ -162,7 +170,7 @@ func TestIntrospectSession(t *testing.T) {
 }
 
 func TestCaddyAuthSession(t *testing.T) {
-	h := newTestHandler(t, func(h *Handler) { h.Session = &SessionConfig{Method: "caddy_auth"} })
+	h := newTestHandler(t, func(h *Handler) { h.SessionRaw = sessionJSON("caddy_auth", CaddyAuthSession{}) })
 	for user, want := range map[string]int{"alice": 302, "": 401} {
 		r := httptest.NewRequest("GET", "/img/abc/public", nil)
 		repl := caddyhttp.NewTestReplacer(r)
@@ -206,8 +214,8 @@ func TestOwnerPolicy(t *testing.T) {
 	t.Setenv("TEST_JWT_SECRET", jwtSecret)
 	t.Setenv("TEST_API_TOKEN", "api-token")
 	h := newTestHandler(t, func(h *Handler) {
-		h.Session = &SessionConfig{Method: "jwt", Sources: []CredentialSource{{Cookie: "session"}}, Secret: "{env.TEST_JWT_SECRET}"}
-		h.Authorize = &AuthorizeConfig{Policy: "owner", Field: "owner"}
+		h.SessionRaw = sessionJSON("jwt", &JWTSession{Sources: []CredentialSource{{Cookie: "session"}}, Secret: "{env.TEST_JWT_SECRET}"})
+		h.AuthorizeRaw = authorizeJSON("owner", &OwnerAuthorizer{Field: "owner"})
 		h.AccountID, h.APIToken, h.APIURL = "0123456789abcdef0123456789abcdef", "{env.TEST_API_TOKEN}", api.URL
 	})
 	as := func(sub string) map[string]string {
@@ -228,26 +236,31 @@ func TestOwnerPolicy(t *testing.T) {
 	}
 }
 
+// TestSessionConfigErrors: what the guest modules refuse, including a
+// setting of another method (strict JSON decoding, no hand-kept table).
 func TestSessionConfigErrors(t *testing.T) {
 	for i, tc := range []struct {
-		s    *SessionConfig
-		a    *AuthorizeConfig
+		s, a string
 		want string
 	}{
-		{&SessionConfig{Method: "jwt"}, nil, "session jwt"},
-		{&SessionConfig{Method: "jwt", Secret: "short"}, nil, "session jwt"},
-		{&SessionConfig{Method: "introspect"}, nil, "session introspect"},
-		{&SessionConfig{Method: "none"}, &AuthorizeConfig{Policy: "claim", Claim: "c", Template: "{id}"}, "needs session jwt"},
-		{&SessionConfig{Method: "none"}, &AuthorizeConfig{Policy: "owner", Field: "owner"}, "authorize owner"},
-		{&SessionConfig{Method: "caddy_auth"}, &AuthorizeConfig{Policy: "owner", Field: "owner"}, "needs account_id and api_token"},
-		{&SessionConfig{Method: "none"}, &AuthorizeConfig{Policy: "everyone"}, `unknown policy "everyone"`},
-		{&SessionConfig{Method: "magic"}, nil, `unknown method "magic"`},
-		{&SessionConfig{Method: "none", Secret: "x"}, nil, "secret: not a setting of this method"},
-		{&SessionConfig{Method: "caddy_auth", Sources: []CredentialSource{{Cookie: "c"}}}, nil, "sources: not a setting of this method"},
-		{&SessionConfig{Method: "jwt", Secret: jwtSecret, URL: "http://127.0.0.1:1", PerImage: true}, nil, "per_image, url: not a setting of this method"},
-		{&SessionConfig{Method: "introspect", URL: "http://127.0.0.1:1", Sources: []CredentialSource{{Cookie: "c"}}, Issuer: "x"}, nil, "issuer: not a setting of this method"},
+		{`{"method":"jwt"}`, ``, "sessions.jwt"},
+		{`{"method":"jwt","secret":"short"}`, ``, "sessions.jwt"},
+		{`{"method":"introspect"}`, ``, "sessions.introspect"},
+		{`{"method":"none"}`, `{"policy":"claim","claim":"c","template":"{id}"}`, "claims, such as session jwt"},
+		{`{"method":"none"}`, `{"policy":"owner","field":"owner"}`, "authorize owner: needs a session method that names the caller"},
+		{`{"method":"caddy_auth"}`, `{"policy":"owner"}`, "needs account_id and api_token"},
+		{`{"method":"none"}`, `{"policy":"everyone"}`, "unknown module: http.handlers.cf_images.authorizers.everyone"},
+		{`{"method":"magic"}`, ``, "unknown module: http.handlers.cf_images.sessions.magic"},
+		{`{"method":"none","secret":"x"}`, ``, `unknown field "secret"`},
+		{`{"method":"caddy_auth","sources":[{"cookie":"c"}]}`, ``, `unknown field "sources"`},
+		{`{"method":"jwt","secret":"` + jwtSecret + `","url":"http://127.0.0.1:1","per_image":true}`, ``, `unknown field "url"`},
+		{`{"method":"introspect","url":"http://127.0.0.1:1","sources":[{"cookie":"c"}],"issuer":"x"}`, ``, `unknown field "issuer"`},
+		{`{"method":"jwt","secret":"` + jwtSecret + `"}`, `{"policy":"introspect"}`, "authorize introspect: needs session introspect"},
 	} {
-		h := &Handler{AccountHash: "acc", SigningKey: "k", Variants: []string{"public"}, Session: tc.s, Authorize: tc.a}
+		h := &Handler{AccountHash: "acc", SigningKey: "k", Variants: []string{"public"}, SessionRaw: json.RawMessage(tc.s)}
+		if tc.a != "" {
+			h.AuthorizeRaw = json.RawMessage(tc.a)
+		}
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
 		err := h.Provision(ctx)
 		_ = h.Cleanup()
@@ -261,6 +274,7 @@ func TestSessionConfigErrors(t *testing.T) {
 func TestUnmarshalSessionBlocks(t *testing.T) {
 	var h Handler
 	err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(`cf_images {
+		authorize claim images {id}
 		session jwt {
 			cookie session
 			header Authorization
@@ -270,47 +284,45 @@ func TestUnmarshalSessionBlocks(t *testing.T) {
 			leeway 10s
 			subject_claim uid
 		}
-		authorize claim images {id}
 	}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := SessionConfig{Method: "jwt", Sources: []CredentialSource{{Cookie: "session"}, {Header: "Authorization"}},
-		SecretFile: "/run/secrets/jwt", Issuer: "https://id.example", Audience: "images",
-		Leeway: caddy.Duration(10 * time.Second), SubjectClaim: "uid"}
-	if got := *h.Session; got.Method != want.Method || len(got.Sources) != 2 || got.Sources[0] != want.Sources[0] ||
-		got.SecretFile != want.SecretFile || got.Issuer != want.Issuer || got.Audience != want.Audience ||
-		got.Leeway != want.Leeway || got.SubjectClaim != want.SubjectClaim {
-		t.Fatalf("session = %+v", got)
+	if got, want := string(h.SessionRaw), `{"audience":"images","issuer":"https://id.example","leeway":10000000000,"method":"jwt","secret_file":"/run/secrets/jwt","sources":[{"cookie":"session"},{"header":"Authorization"}],"subject_claim":"uid"}`; got != want {
+		t.Fatalf("session = %s\nwant      %s", got, want)
 	}
-	if *h.Authorize != (AuthorizeConfig{Policy: "claim", Claim: "images", Template: "{id}"}) {
-		t.Fatalf("authorize = %+v", *h.Authorize)
+	if got, want := string(h.AuthorizeRaw), `{"claim":"images","policy":"claim","template":"{id}"}`; got != want {
+		t.Fatalf("authorize = %s, want %s", got, want)
 	}
 
+	// authorize introspect no longer edits the session block, so it may
+	// come first.
 	h = Handler{}
 	err = h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(`cf_images {
+		authorize introspect per_image
 		session introspect http://127.0.0.1:9000/auth {
 			cookie sessionid
 			timeout 1s
 			cache_ttl 1m
 			negative_ttl 2s
 		}
-		authorize introspect per_image
 	}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := h.Session; s.URL != "http://127.0.0.1:9000/auth" || !s.PerImage || s.Timeout != caddy.Duration(time.Second) ||
-		s.CacheTTL != caddy.Duration(time.Minute) || s.NegativeTTL != caddy.Duration(2*time.Second) {
-		t.Fatalf("session = %+v", *s)
+	if got, want := string(h.SessionRaw), `{"cache_ttl":60000000000,"method":"introspect","negative_ttl":2000000000,"sources":[{"cookie":"sessionid"}],"timeout":1000000000,"url":"http://127.0.0.1:9000/auth"}`; got != want {
+		t.Fatalf("session = %s\nwant      %s", got, want)
 	}
 
 	for i, src := range []string{
 		"cf_images {\n session jwt {\n per_image\n }\n}",
 		"cf_images {\n session introspect {\n cookie a\n }\n}",
-		"cf_images {\n session none\n authorize introspect per_image\n}",
 		"cf_images {\n authorize claim images\n}",
 		"cf_images {\n session oauth\n}",
+		"cf_images {\n session none\n session jwt\n}",
+		"cf_images {\n authorize any\n authorize owner\n}",
+		"cf_images {\n session none {\n cookie a\n }\n}",
+		"cf_images {\n authorize introspect\n}",
 	} {
 		var h Handler
 		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(src)); err == nil {
@@ -321,19 +333,22 @@ func TestUnmarshalSessionBlocks(t *testing.T) {
 
 // TestVaryNamesTheCredential: a URL handed out on a cookie or a bearer
 // token varies on it, so a shared browser never reuses one user's cached
-// answer for another; without a session method it varies on Accept only.
+// answer for another. caddy_auth cannot know which credential the earlier
+// handler read, so it varies on both.
 func TestVaryNamesTheCredential(t *testing.T) {
+	t.Setenv("TEST_JWT_SECRET", jwtSecret)
 	for i, tc := range []struct {
-		sc   *SessionConfig
-		want string
+		session json.RawMessage
+		want    string
 	}{
-		{&SessionConfig{Method: "none"}, "Accept"},
-		{&SessionConfig{Method: "caddy_auth"}, "Accept"},
-		{&SessionConfig{Method: "jwt"}, "Accept, Authorization"},
-		{&SessionConfig{Method: "jwt", Sources: []CredentialSource{{Cookie: "session"}, {Header: "authorization"}}}, "Accept, Cookie, Authorization"},
-		{&SessionConfig{Method: "introspect", Sources: []CredentialSource{{Cookie: "sessionid"}, {Cookie: "csrftoken"}}}, "Accept, Cookie"},
+		{sessionJSON("none", NoSession{}), "Accept"},
+		{sessionJSON("caddy_auth", CaddyAuthSession{}), "Accept, Cookie, Authorization"},
+		{sessionJSON("jwt", &JWTSession{Secret: "{env.TEST_JWT_SECRET}"}), "Accept, Authorization"},
+		{sessionJSON("jwt", &JWTSession{Secret: "{env.TEST_JWT_SECRET}", Sources: []CredentialSource{{Cookie: "session"}, {Header: "authorization"}}}), "Accept, Cookie, Authorization"},
+		{sessionJSON("introspect", &IntrospectSession{URL: "http://127.0.0.1:1", Sources: []CredentialSource{{Cookie: "sessionid"}, {Cookie: "csrftoken"}}}), "Accept, Cookie"},
 	} {
-		if got := varyHeader(tc.sc); got != tc.want {
+		h := newTestHandler(t, func(h *Handler) { h.SessionRaw = tc.session })
+		if got := strings.Join(h.gate.Vary(), ", "); got != tc.want {
 			t.Errorf("case %d: Vary %q, want %q", i, got, tc.want)
 		}
 	}
@@ -348,7 +363,7 @@ func TestIntrospectURLPlaceholder(t *testing.T) {
 	app, calls := introspectApp(t)
 	t.Setenv("TEST_AUTH_URL", app.URL)
 	h := newTestHandler(t, func(h *Handler) {
-		h.Session = &SessionConfig{Method: "introspect", URL: "{env.TEST_AUTH_URL}", Sources: []CredentialSource{{Cookie: "sessionid"}}}
+		h.SessionRaw = sessionJSON("introspect", &IntrospectSession{URL: "{env.TEST_AUTH_URL}", Sources: []CredentialSource{{Cookie: "sessionid"}}})
 	})
 	if w, _ := serve(t, h, "GET", "/img/abc/public", map[string]string{"Cookie": "sessionid=alice"}); w.Code != 302 || calls.Load() != 1 {
 		t.Fatalf("status %d after %d calls", w.Code, calls.Load())
@@ -360,8 +375,8 @@ func TestLeewayZeroMeansNone(t *testing.T) {
 	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("cf_images {\n session jwt {\n leeway 0\n }\n}")); err != nil {
 		t.Fatal(err)
 	}
-	if h.Session.Leeway >= 0 {
-		t.Fatalf("leeway 0 parsed as %v, want a negative value (none)", h.Session.Leeway)
+	if !strings.Contains(string(h.SessionRaw), `"leeway":-1`) {
+		t.Fatalf("leeway 0 parsed as %s, want a negative value (none)", h.SessionRaw)
 	}
 	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("cf_images {\n session jwt {\n leeway -5s\n }\n}")); err == nil {
 		t.Fatal("a negative leeway was accepted")

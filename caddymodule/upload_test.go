@@ -44,7 +44,7 @@ func directUploadAPI(t *testing.T, fail bool) (*httptest.Server, func() []map[st
 func uploadHandler(t *testing.T, apiURL string) *Handler {
 	t.Setenv("TEST_JWT_SECRET", jwtSecret)
 	return newTestHandler(t, func(h *Handler) {
-		h.Session = &SessionConfig{Method: "jwt", Sources: []CredentialSource{{Header: "Authorization"}}, Secret: "{env.TEST_JWT_SECRET}"}
+		h.SessionRaw = sessionJSON("jwt", &JWTSession{Sources: []CredentialSource{{Header: "Authorization"}}, Secret: "{env.TEST_JWT_SECRET}"})
 		h.AccountID, h.APIToken, h.APIURL = "0123456789abcdef0123456789abcdef", "api-token", apiURL
 		h.UploadPath = "/img/upload"
 	})
@@ -100,14 +100,14 @@ func TestUploadAPIFailure(t *testing.T) {
 
 func TestUploadNeedsIdentifiedCallers(t *testing.T) {
 	h := &Handler{AccountHash: "acc", SigningKey: "k", Variants: []string{"public"}, UploadPath: "/up",
-		Session: &SessionConfig{Method: "none"}, AccountID: "0123456789abcdef0123456789abcdef", APIToken: "t"}
+		SessionRaw: sessionJSON("none", NoSession{}), AccountID: "0123456789abcdef0123456789abcdef", APIToken: "t"}
 	ctx, cancel := newContext(t)
 	defer cancel()
 	if err := h.Provision(ctx); err == nil || !strings.Contains(err.Error(), "upload_path") {
 		t.Fatalf("Provision() = %v", err)
 	}
 	h = &Handler{AccountHash: "acc", SigningKey: "k", Variants: []string{"public"}, UploadOwnerField: "owner",
-		Session: &SessionConfig{Method: "none"}}
+		SessionRaw: sessionJSON("none", NoSession{})}
 	if err := h.Provision(ctx); err == nil || !strings.Contains(err.Error(), "upload_owner_field: has no effect without upload_path") {
 		t.Fatalf("Provision() = %v", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/seed-a64a90cf/imagegate/imageref"
+	"github.com/seed-a64a90cf/imagegate/signer"
 )
 
 // Defaults.
@@ -24,6 +25,7 @@ const (
 	DefaultMinRemaining = 5 * time.Minute
 	DefaultCacheSize    = 100_000
 	ModeRedirect        = "redirect"
+	ModeProxy           = "proxy"
 )
 
 // Gateway is the gateway's resolved configuration: every secret is already
@@ -35,8 +37,7 @@ type Gateway struct {
 	DeliveryURL    string
 	Variants       []string
 	PublicVariants []string
-	Window         time.Duration
-	MinRemaining   time.Duration
+	Window         signer.Window
 	CacheSize      int
 	Mode           string
 }
@@ -49,11 +50,11 @@ func (g *Gateway) SetDefaults() {
 	if g.DeliveryURL == "" {
 		g.DeliveryURL = DefaultDeliveryURL
 	}
-	if g.Window == 0 {
-		g.Window = DefaultWindow
+	if g.Window.Size == 0 {
+		g.Window.Size = DefaultWindow
 	}
-	if g.MinRemaining == 0 {
-		g.MinRemaining = DefaultMinRemaining
+	if g.Window.MinRemaining == 0 {
+		g.Window.MinRemaining = DefaultMinRemaining
 	}
 	if g.CacheSize == 0 {
 		g.CacheSize = DefaultCacheSize
@@ -61,7 +62,10 @@ func (g *Gateway) SetDefaults() {
 	if g.Mode == "" {
 		g.Mode = ModeRedirect
 	}
-	g.Prefix = strings.TrimSuffix(g.Prefix, "/")
+	// "/" stays "/": images are then served at /<id>/<variant>.
+	if len(g.Prefix) > 1 {
+		g.Prefix = strings.TrimSuffix(g.Prefix, "/")
+	}
 	g.DeliveryURL = strings.TrimSuffix(g.DeliveryURL, "/")
 }
 
@@ -83,23 +87,14 @@ func (g *Gateway) Validate() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, validateVariants(g.Variants, g.PublicVariants)...)
-	switch {
-	case g.Window < time.Minute:
-		add("window: %v is shorter than the minimum of 1m; use 1h unless you need faster expiry", g.Window)
-	case g.Window%time.Second != 0:
-		add("window: %v must be a whole number of seconds", g.Window)
-	}
-	switch {
-	case g.MinRemaining < 0:
-		add("min_remaining: must not be negative")
-	case g.MinRemaining >= g.Window:
-		add("min_remaining: %v must be shorter than window (%v); a common choice is window/12", g.MinRemaining, g.Window)
+	if err := g.Window.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if g.CacheSize < 1 {
 		add("cache_size: must be at least 1")
 	}
-	if g.Mode != ModeRedirect {
-		add("mode: %q is not supported; use redirect", g.Mode)
+	if g.Mode != ModeRedirect && g.Mode != ModeProxy {
+		add("mode: %q is not supported; use redirect or proxy", g.Mode)
 	}
 	return errors.Join(errs...)
 }
@@ -107,20 +102,10 @@ func (g *Gateway) Validate() error {
 // Warnings returns settings that are valid but risky, for the startup log.
 func (g *Gateway) Warnings() []string {
 	var w []string
-	if g.Window > 24*time.Hour {
+	if g.Window.Size > 24*time.Hour {
 		w = append(w, "window is over 24h: a leaked URL stays valid that long")
 	}
 	return w
-}
-
-// IsPublic reports whether variant is served without a signature.
-func (g *Gateway) IsPublic(variant string) bool {
-	for _, v := range g.PublicVariants {
-		if v == variant {
-			return true
-		}
-	}
-	return false
 }
 
 func validateAccountHash(h string) error {

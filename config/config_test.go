@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/seed-a64a90cf/imagegate/signer"
 )
 
 func valid() Gateway {
@@ -16,8 +18,8 @@ func valid() Gateway {
 
 func TestDefaults(t *testing.T) {
 	g := valid()
-	if g.Prefix != "/img" || g.DeliveryURL != "https://imagedelivery.net" || g.Window != time.Hour ||
-		g.MinRemaining != 5*time.Minute || g.CacheSize != 100000 || g.Mode != "redirect" {
+	if g.Prefix != "/img" || g.DeliveryURL != "https://imagedelivery.net" || g.Window.Size != time.Hour ||
+		g.Window.MinRemaining != 5*time.Minute || g.CacheSize != 100000 || g.Mode != "redirect" {
 		t.Fatalf("defaults: %+v", g)
 	}
 	if err := g.Validate(); err != nil {
@@ -35,10 +37,10 @@ func TestValidateMessages(t *testing.T) {
 		{func(g *Gateway) { g.AccountHash = "0123456789abcdef0123456789abcdef" }, "account_hash: this is a 32-hex account id"},
 		{func(g *Gateway) { g.AccountHash = "a/b" }, "account_hash: may contain only"},
 		{func(g *Gateway) { g.SigningKey = nil }, "signing_key: missing"},
-		{func(g *Gateway) { g.MinRemaining = time.Hour }, "min_remaining: 1h0m0s must be shorter than window"},
-		{func(g *Gateway) { g.MinRemaining = 2 * time.Hour }, "min_remaining: 2h0m0s must be shorter than window"},
-		{func(g *Gateway) { g.Window, g.MinRemaining = 30*time.Second, time.Second }, "window: 30s is shorter than the minimum of 1m"},
-		{func(g *Gateway) { g.Window = 90*time.Second + time.Millisecond }, "window: 1m30.001s must be a whole number of seconds"},
+		{func(g *Gateway) { g.Window.MinRemaining = time.Hour }, "min_remaining: 1h0m0s must be shorter than window"},
+		{func(g *Gateway) { g.Window.MinRemaining = 2 * time.Hour }, "min_remaining: 2h0m0s must be shorter than window"},
+		{func(g *Gateway) { g.Window = signer.Window{Size: 30 * time.Second, MinRemaining: time.Second} }, "window: 30s is shorter than the minimum of 1m"},
+		{func(g *Gateway) { g.Window.Size = 90*time.Second + time.Millisecond }, "window: 1m30.001s must be a whole number of seconds"},
 		{func(g *Gateway) { g.DeliveryURL = "imagedelivery.net" }, "delivery_url: must be an absolute http(s) URL"},
 		{func(g *Gateway) { g.DeliveryURL = "ftp://imagedelivery.net" }, "delivery_url: must be an absolute http(s) URL"},
 		{func(g *Gateway) { g.DeliveryURL = "https://imagedelivery.net/?x=1" }, "delivery_url: must be an absolute http(s) URL"},
@@ -47,7 +49,7 @@ func TestValidateMessages(t *testing.T) {
 		{func(g *Gateway) { g.PublicVariants = []string{"public"} }, `public_variants: "public" is already listed in variants`},
 		{func(g *Gateway) { g.Prefix = "img" }, "prefix: must be a path starting with '/'"},
 		{func(g *Gateway) { g.CacheSize = -1 }, "cache_size: must be at least 1"},
-		{func(g *Gateway) { g.Mode = "proxy" }, `mode: "proxy" is not supported`},
+		{func(g *Gateway) { g.Mode = "stream" }, `mode: "stream" is not supported; use redirect or proxy`},
 	} {
 		g := valid()
 		tc.edit(&g)
@@ -74,7 +76,7 @@ func TestWarnings(t *testing.T) {
 	if len(g.Warnings()) != 0 {
 		t.Fatalf("warnings for a default config: %v", g.Warnings())
 	}
-	g.Window = 48 * time.Hour
+	g.Window.Size = 48 * time.Hour
 	if w := g.Warnings(); len(w) != 1 || !strings.Contains(w[0], "window") {
 		t.Fatalf("warnings = %v", w)
 	}
@@ -103,16 +105,5 @@ func TestReadSecretFile(t *testing.T) {
 	}
 	if _, err := ReadSecretFile("signing_key_file", filepath.Join(dir, "missing")); err == nil {
 		t.Error("missing file accepted")
-	}
-}
-
-func TestIsPlaceholder(t *testing.T) {
-	for s, want := range map[string]bool{
-		"{env.CF_IMAGES_KEY}": true, "{file./run/k}": true, "prefix-{env.X}": true,
-		"Oix0bbNaT8Rge9PuyxUBrjI6zrgnsyJ5=": false, "{": false, "}{": false, "": false,
-	} {
-		if got := IsPlaceholder(s); got != want {
-			t.Errorf("IsPlaceholder(%q) = %v", s, got)
-		}
 	}
 }

@@ -32,11 +32,3 @@ func ReadSecretFile(field, path string) ([]byte, error) {
 	}
 	return []byte(s), nil
 }
-
-// IsPlaceholder reports whether a configured value is a runtime placeholder
-// such as {env.CF_IMAGES_KEY} or {file./run/secrets/key}, which Caddy keeps
-// unresolved in its adapted JSON. A value without one is a literal secret.
-func IsPlaceholder(s string) bool {
-	i := strings.IndexByte(s, '{')
-	return i >= 0 && strings.IndexByte(s[i:], '}') > 0
-}

@@ -22,8 +22,8 @@ import (
 )
 
 const (
-	dashboardPath  = "../config/grafana-dashboard.json"
-	promConfigPath = "../config/prometheus.yml"
+	dashboardPath  = "../ops/grafana-dashboard.json"
+	promConfigPath = "../ops/prometheus.yml"
 	observedID     = "8a3c64a1-5c1e-4d7e-9b43-0f2a6e1d9c7b"
 	promSkipMsg    = "is not installed (Debian package prometheus); .ci/run installs it"
 )

@@ -17,12 +17,12 @@ import (
 
 const e2eJWTSecret = "e2e-jwt-secret-at-least-32-bytes-long"
 
-// mintToken runs `imagegate token`, as the README tells developers to.
+// mintToken runs `imagegate cf-images-token`, as the README tells developers to.
 func mintToken(t *testing.T, secretFile string, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(binary, append([]string{"token", "--secret-file", secretFile}, args...)...).Output()
+	out, err := exec.Command(binary, append([]string{"cf-images-token", "--secret-file", secretFile}, args...)...).Output()
 	if err != nil {
-		t.Fatalf("imagegate token: %v", err)
+		t.Fatalf("imagegate cf-images-token: %v", err)
 	}
 	return strings.TrimSpace(string(out))
 }

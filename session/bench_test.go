@@ -104,3 +104,25 @@ func benchAuth(b *testing.B, a Authenticator, p Policy, r *http.Request) {
 		}
 	}
 }
+
+// BenchmarkGate measures the gate's own cost on top of a cached JWT check:
+// Gate.Image should allocate nothing beyond the authenticator.
+func BenchmarkGate(b *testing.B) {
+	clk := newClock()
+	j, err := NewJWT(JWTConfig{Secret: testSecret, Now: clk.Now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := NewGate(j, Any{})
+	r := bearer(sign(b, jwa.HS256(), testSecret, "", claims()))
+	img := Image{ID: "img1", Variant: "public"}
+	if d := g.Image(r, img); d.Verdict != Allowed {
+		b.Fatal(d.Err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if d := g.Image(r, img); d.Verdict != Allowed {
+			b.Fatal(d.Err)
+		}
+	}
+}

@@ -1,7 +1,7 @@
 package session_test
 
 import (
-	"errors"
+	"crypto/rand"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -36,32 +36,44 @@ func ExampleJWT() {
 	r.AddCookie(&http.Cookie{Name: "session", Value: tok})
 	img := session.Image{ID: "5f0e", Variant: "thumbnail"}
 	id, _, err := auth.Authenticate(r, img)
-	fmt.Println(id.Subject, session.SubjectHash(id.Subject), err)
+	fmt.Println(id.Subject, err)
 	fmt.Println(policy.Allow(r.Context(), id, img))
 	fmt.Println(policy.Allow(r.Context(), id, session.Image{ID: "9a2b", Variant: "thumbnail"}))
 	// Output:
-	// alice 2bd806c97f0e <nil>
+	// alice <nil>
 	// <nil>
 	// forbidden: claim "images" does not grant this image
 }
 
-// How a gateway maps the package's errors to HTTP answers.
-func Example_statusCodes() {
-	status := func(err error) int {
-		switch {
-		case err == nil:
-			return http.StatusOK
-		case errors.Is(err, session.ErrUnauthenticated):
-			return http.StatusUnauthorized // plus WWW-Authenticate if Challenge() != ""
-		case errors.Is(err, session.ErrForbidden):
-			return http.StatusForbidden
-		default: // ErrUnavailable, and anything unexpected: fail closed
-			return http.StatusServiceUnavailable
-		}
-	}
+// A gateway asks one Gate for images and uploads, and answers with the
+// decision's status.
+func ExampleGate() {
 	auth := session.Trusted{User: func(r *http.Request) string { return r.Header.Get("X-Test-User") }}
-	_, _, err := auth.Authenticate(httptest.NewRequest(http.MethodGet, "/", nil), session.Image{})
-	fmt.Println(status(err), err)
+	gate := session.NewGate(auth, session.Any{})
+	fmt.Println(gate.Vary())
+
+	r := httptest.NewRequest(http.MethodGet, "/img/5f0e/thumbnail", nil)
+	d := gate.Image(r, session.Image{ID: "5f0e", Variant: "thumbnail"})
+	fmt.Println(d.Verdict, d.Verdict.Status(), d.Err)
+
+	r.Header.Set("X-Test-User", "dave")
+	d = gate.Upload(r)
+	fmt.Println(d.Verdict, d.Verdict.Status(), d.Identity.Subject)
 	// Output:
-	// 401 unauthenticated: no authenticated upstream user
+	// [Accept, Cookie, Authorization]
+	// unauthenticated 401 unauthenticated: no authenticated upstream user
+	// allowed 200 dave
+}
+
+// Logs name callers by a keyed hash: without the key, a list of candidate
+// subjects cannot be checked against the log.
+func ExampleSubjectHasher() {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		panic(err)
+	}
+	h := session.NewSubjectHasher(key)
+	fmt.Println(len(h.Hash("alice")), h.Hash("alice") == h.Hash("alice"), h.Hash("") == "")
+	// Output:
+	// 12 true true
 }

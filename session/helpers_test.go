@@ -54,7 +54,7 @@ func (c *fakeClock) Add(d time.Duration) {
 type testKeys struct {
 	rsa, rsa2 *rsa.PrivateKey
 	ec, ec2   *ecdsa.PrivateKey
-	ed        ed25519.PrivateKey
+	ed, ed2   ed25519.PrivateKey
 }
 
 // keys are generated once per test binary: RSA generation is slow.
@@ -75,6 +75,8 @@ var keys = sync.OnceValue(func() testKeys {
 	k.ec2, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	must(err)
 	_, k.ed, err = ed25519.GenerateKey(rand.Reader)
+	must(err)
+	_, k.ed2, err = ed25519.GenerateKey(rand.Reader)
 	must(err)
 	return k
 })

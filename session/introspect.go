@@ -9,9 +9,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -62,9 +62,11 @@ type IntrospectConfig struct {
 // ErrUnavailable. A request carrying none of the forwarded credentials is
 // ErrUnauthenticated without a call.
 //
-// Answers are cached under a hash of exactly the forwarded values (plus
-// image id and variant when PerImage), so two callers share a decision only
-// if the application would have seen identical requests. The application's
+// Answers are cached under a hash of exactly the forwarded bytes (the
+// Cookie header as sent to the application, quoting included, the
+// forwarded headers, and the image id and variant when PerImage), so two
+// callers share a decision only if the application would have seen
+// identical requests. The application's
 // Cache-Control on its answer overrides the TTL: max-age=N caches for N
 // seconds, no-store or no-cache not at all. Concurrent misses for one key
 // make a single call.
@@ -81,10 +83,10 @@ type Introspect struct {
 	client      *http.Client
 	now         func() time.Time
 	challenge   string
+	vary        []string
 
-	cache  *ttlCache[[sha256.Size]byte, decision]
-	group  singleflight.Group
-	misses atomic.Int64 // cache misses, for tests
+	cache *ttlCache[[sha256.Size]byte, decision]
+	group singleflight.Group
 }
 
 // decision is one cached answer of the application.
@@ -113,11 +115,15 @@ func NewIntrospect(cfg IntrospectConfig) (*Introspect, error) {
 		negativeTTL: ttlOrDefault(cfg.NegativeTTL, 5*time.Second),
 		now:         cfg.Now,
 	}
+	if len(cfg.Cookies) > 0 {
+		i.vary = varyList(i.vary, "Cookie")
+	}
 	for _, h := range cfg.Headers {
 		i.headers = append(i.headers, http.CanonicalHeaderKey(h))
 		if strings.EqualFold(h, "Authorization") {
 			i.challenge = "Bearer"
 		}
+		i.vary = varyList(i.vary, h)
 	}
 	if i.method == "" {
 		i.method = http.MethodGet
@@ -149,29 +155,31 @@ func ttlOrDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
-// Method returns "introspect", for metric labels.
-func (i *Introspect) Method() string { return "introspect" }
-
 // Challenge returns "Bearer" when the Authorization header is forwarded.
 func (i *Introspect) Challenge() string { return i.challenge }
 
+// Vary returns the forwarded headers: Cookie if any cookie is forwarded,
+// then each forwarded header.
+func (i *Introspect) Vary() []string { return slices.Clone(i.vary) }
+
 // Authenticate asks the application, or its cached answer, about r.
 func (i *Introspect) Authenticate(r *http.Request, img Image) (Identity, Outcome, error) {
-	key, ok := i.key(r, img)
+	var stack [512]byte
+	cookie := i.appendCookie(stack[:0], r)
+	key, ok := i.key(cookie, r, img)
 	if !ok {
 		return Identity{}, Outcome{}, fmt.Errorf("%w: no session credentials", ErrUnauthenticated)
 	}
 	if d, ok := i.cache.get(key, i.now()); ok {
 		return d.result(Outcome{CacheHit: true})
 	}
-	i.misses.Add(1)
 	v, err, _ := i.group.Do(string(key[:]), func() (any, error) {
 		// A call for this key may have finished between our cache check
 		// and now.
 		if d, ok := i.cache.get(key, i.now()); ok {
 			return d, nil
 		}
-		d, ttl, err := i.call(r.Context(), r, img)
+		d, ttl, err := i.call(r.Context(), string(cookie), r, img)
 		if err != nil {
 			return decision{}, err
 		}
@@ -192,26 +200,49 @@ func (d decision) result(o Outcome) (Identity, Outcome, error) {
 	return Identity{Subject: d.subject}, o, nil
 }
 
-// key hashes exactly what would be forwarded. Every value is length-prefixed
-// so that different requests cannot produce the same byte stream. ok is
-// false when the request carries none of the forwarded credentials.
-func (i *Introspect) key(r *http.Request, img Image) (k [sha256.Size]byte, ok bool) {
+// appendCookie appends to b the Cookie header forwarded to the
+// application: each configured cookie present in r, serialized as the
+// client sent it (a quoted value stays quoted), joined by "; ". Both the
+// cache key and the call use this one rendering, so two requests share a
+// cached decision only if the application would have seen the same bytes.
+func (i *Introspect) appendCookie(b []byte, r *http.Request) []byte {
+	start := len(b)
+	for _, name := range i.cookies {
+		c, err := r.Cookie(name)
+		if err != nil || c.Value == "" {
+			continue
+		}
+		if len(b) > start {
+			b = append(b, "; "...)
+		}
+		b = append(b, c.Name...)
+		b = append(b, '=')
+		if c.Quoted {
+			b = append(b, '"')
+			b = append(b, c.Value...)
+			b = append(b, '"')
+		} else {
+			b = append(b, c.Value...)
+		}
+	}
+	return b
+}
+
+// key hashes exactly what is forwarded: the Cookie header, the forwarded
+// headers' values and, per image, the image. Every field is
+// length-prefixed so that different requests cannot produce the same byte
+// stream. ok is false when the request carries none of the forwarded
+// credentials.
+func (i *Introspect) key(cookie []byte, r *http.Request, img Image) (k [sha256.Size]byte, ok bool) {
 	var stack [512]byte
 	b := stack[:0]
 	field := func(s string) {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
-	for _, name := range i.cookies {
-		field(name)
-		if c, err := r.Cookie(name); err == nil && c.Value != "" {
-			ok = true
-			b = append(b, 1)
-			field(c.Value)
-		} else {
-			b = append(b, 0)
-		}
-	}
+	b = binary.AppendUvarint(b, uint64(len(cookie)))
+	b = append(b, cookie...)
+	ok = len(cookie) > 0
 	for _, name := range i.headers {
 		field(name)
 		vals := r.Header[name]
@@ -232,7 +263,7 @@ func (i *Introspect) key(r *http.Request, img Image) (k [sha256.Size]byte, ok bo
 
 // call asks the application and returns its decision and how long it may
 // be cached.
-func (i *Introspect) call(ctx context.Context, r *http.Request, img Image) (decision, time.Duration, error) {
+func (i *Introspect) call(ctx context.Context, cookie string, r *http.Request, img Image) (decision, time.Duration, error) {
 	// Detached from the first caller: others may be waiting on this call.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), i.timeout)
 	defer cancel()
@@ -240,17 +271,8 @@ func (i *Introspect) call(ctx context.Context, r *http.Request, img Image) (deci
 	if err != nil {
 		return decision{}, 0, fmt.Errorf("%w: building introspection request: %v", ErrUnavailable, err)
 	}
-	var cookie strings.Builder
-	for _, name := range i.cookies {
-		if c, err := r.Cookie(name); err == nil && c.Value != "" {
-			if cookie.Len() > 0 {
-				cookie.WriteString("; ")
-			}
-			cookie.WriteString((&http.Cookie{Name: c.Name, Value: c.Value, Quoted: c.Quoted}).String())
-		}
-	}
-	if cookie.Len() > 0 {
-		req.Header.Set("Cookie", cookie.String())
+	if cookie != "" {
+		req.Header.Set("Cookie", cookie)
 	}
 	for _, name := range i.headers {
 		for _, v := range r.Header[name] {

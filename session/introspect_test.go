@@ -243,6 +243,55 @@ func TestIntrospectCacheIsolation(t *testing.T) {
 	}
 }
 
+// TestIntrospectKeyIsWhatIsForwarded checks that the decision cache is
+// keyed on the bytes sent to the application: sid="alice" and sid=alice
+// parse to the same value but are different cookies to the application,
+// so each gets its own call, while requests that forward the same bytes
+// share one.
+func TestIntrospectKeyIsWhatIsForwarded(t *testing.T) {
+	app := newSessionApp(t)
+	clk := newClock()
+	i := newTestIntrospect(t, IntrospectConfig{URL: app.URL, Cookies: []string{"sid", "csrftoken"}, Now: clk.Now})
+	img := Image{ID: "img-a", Variant: "thumb"}
+	tests := []struct {
+		cookie    string // the request's Cookie header
+		forwarded string // what the application must see
+		hit       bool
+	}{
+		{`sid="alice"`, `sid="alice"`, false},
+		{`sid=alice`, `sid=alice`, false},
+		{`sid="alice"; other=1`, `sid="alice"`, true},
+		{`other=2; sid=alice`, `sid=alice`, true},
+		{`csrftoken=t; sid=alice`, `sid=alice; csrftoken=t`, false},
+		{`sid=alice;csrftoken=t`, `sid=alice; csrftoken=t`, true},
+		{`sid=alice; csrftoken="t"`, `sid=alice; csrftoken="t"`, false},
+	}
+	for n, tc := range tests {
+		r := httptest.NewRequest(http.MethodGet, "/img/img-a/thumb", nil)
+		r.Header.Set("Cookie", tc.cookie)
+		before := app.calls.Load()
+		id, out, err := i.Authenticate(r, img)
+		if err != nil || id.Subject != "alice" {
+			t.Fatalf("%d %s: %+v, %v", n, tc.cookie, id, err)
+		}
+		if out.CacheHit != tc.hit {
+			t.Fatalf("%d %s: CacheHit = %v, want %v", n, tc.cookie, out.CacheHit, tc.hit)
+		}
+		if tc.hit {
+			if app.calls.Load() != before {
+				t.Fatalf("%d %s: a cache hit called the application", n, tc.cookie)
+			}
+			continue
+		}
+		if got := app.lastSeen().Values("Cookie"); len(got) != 1 || got[0] != tc.forwarded {
+			t.Fatalf("%d %s: forwarded Cookie %q, want %q", n, tc.cookie, got, tc.forwarded)
+		}
+	}
+	if got := app.calls.Load(); got != 4 {
+		t.Fatalf("calls = %d, want 4", got)
+	}
+}
+
 func TestIntrospectTTL(t *testing.T) {
 	app := newSessionApp(t)
 	tests := []struct {
@@ -276,7 +325,13 @@ func TestIntrospectTTL(t *testing.T) {
 
 func TestIntrospectSingleflight(t *testing.T) {
 	app := newSessionApp(t)
-	i := newTestIntrospect(t, IntrospectConfig{URL: app.URL, Timeout: 10 * time.Second})
+	// Every caller reads the clock once to check the cache before it joins
+	// the shared call, and the one making the call reads it once more to
+	// check again: n+1 reads mean every caller has missed.
+	var reads atomic.Int64
+	clk := newClock()
+	now := func() time.Time { reads.Add(1); return clk.Now() }
+	i := newTestIntrospect(t, IntrospectConfig{URL: app.URL, Timeout: 10 * time.Second, Now: now})
 	const n = 16
 	var wg sync.WaitGroup
 	results := make(chan string, n)
@@ -291,7 +346,7 @@ func TestIntrospectSingleflight(t *testing.T) {
 		})
 	}
 	// Let the app answer only once every caller has missed the cache.
-	waitFor(t, "all callers to miss", func() bool { return i.misses.Load() == n })
+	waitFor(t, "all callers to miss", func() bool { return reads.Load() >= n+1 && app.calls.Load() >= 1 })
 	app.open()
 	wg.Wait()
 	close(results)

@@ -1,17 +1,21 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/lestrrat-go/jwx/v3/jws/jwsbb"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 )
@@ -49,8 +53,9 @@ type JWTConfig struct {
 	// MaxTokenSize is the longest token, in bytes, that is even parsed.
 	// Default 8 KiB.
 	MaxTokenSize int
-	// SubjectClaim names the claim that identifies the caller. It must be a
-	// string or an integer. Default "sub".
+	// SubjectClaim names the claim that identifies the caller. Default
+	// "sub", which must be a string (RFC 7519 §4.1.2); another claim may
+	// also be an integer, as some providers use numeric user ids.
 	SubjectClaim string
 	// CacheSize bounds the verification cache (entries). A verified token
 	// is remembered, keyed by its SHA-256, until its exp, so repeated
@@ -72,6 +77,7 @@ type JWT struct {
 	maxSize   int
 	subject   string
 	challenge string
+	vary      []string
 	cache     *ttlCache[[sha256.Size]byte, Identity]
 	now       func() time.Time
 }
@@ -86,7 +92,7 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 		now:     cfg.Now,
 	}
 	if len(j.sources) == 0 {
-		j.sources = []TokenSource{{Header: "Authorization"}}
+		j.sources = defaultTokenSources()
 	}
 	for _, s := range j.sources {
 		if (s.Cookie == "") == (s.Header == "") {
@@ -94,6 +100,11 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 		}
 		if strings.EqualFold(s.Header, "Authorization") {
 			j.challenge = "Bearer"
+		}
+		if s.Cookie != "" {
+			j.vary = varyList(j.vary, "Cookie")
+		} else {
+			j.vary = varyList(j.vary, s.Header)
 		}
 	}
 	keys := 0
@@ -154,12 +165,18 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 	return j, nil
 }
 
-// Method returns "jwt", for metric labels.
-func (j *JWT) Method() string { return "jwt" }
+// defaultTokenSources is where a token is read when JWTConfig.Sources is
+// empty.
+func defaultTokenSources() []TokenSource { return []TokenSource{{Header: "Authorization"}} }
 
 // Challenge returns "Bearer" when the token may come from the Authorization
 // header, so that a 401 can carry WWW-Authenticate, and "" otherwise.
 func (j *JWT) Challenge() string { return j.challenge }
+
+// Vary returns the headers the token may be read from, derived from the
+// configured sources (after defaults): Cookie once for any number of
+// cookie sources, and each header source.
+func (j *JWT) Vary() []string { return slices.Clone(j.vary) }
 
 // Authenticate verifies the request's token. A missing, oversized, invalid
 // or expired token is ErrUnauthenticated; a JWKS that has never loaded is
@@ -246,7 +263,7 @@ func (j *JWT) verify(ctx context.Context, tok string) (Identity, time.Time, erro
 	opts = append(opts, j.validate...)
 	t, err := jwt.ParseString(tok, opts...)
 	if err != nil {
-		return Identity{}, time.Time{}, fmt.Errorf("%w: %s", ErrUnauthenticated, reason(err))
+		return Identity{}, time.Time{}, fmt.Errorf("%w: %s", ErrUnauthenticated, reason(err, tok))
 	}
 	exp, _ := t.Expiration() // required by validation
 	claims := make(map[string]any, len(t.Keys()))
@@ -256,16 +273,18 @@ func (j *JWT) verify(ctx context.Context, tok string) (Identity, time.Time, erro
 			claims[k] = v
 		}
 	}
-	sub, ok := subjectOf(claims[j.subject])
-	if !ok {
-		return Identity{}, time.Time{}, fmt.Errorf("%w: token has no usable %q claim", ErrUnauthenticated, j.subject)
+	sub, err := subjectOf(j.subject, claims[j.subject])
+	if err != nil {
+		return Identity{}, time.Time{}, err
 	}
 	return Identity{Subject: sub, Claims: claims}, exp, nil
 }
 
-// reason names why jwx rejected a token without repeating any of it.
-func reason(err error) string {
+// reason names why jwx rejected tok without repeating any of it.
+func reason(err error, tok string) string {
 	switch {
+	case errors.Is(err, jws.VerifyError()), errors.Is(err, jws.VerificationError()):
+		return "invalid signature"
 	case errors.Is(err, jwt.TokenExpiredError()):
 		return "token expired"
 	case errors.Is(err, jwt.TokenNotYetValidError()):
@@ -273,36 +292,132 @@ func reason(err error) string {
 	case errors.Is(err, jwt.InvalidIssuedAtError()):
 		return "token issued in the future"
 	case errors.Is(err, jwt.InvalidIssuerError()):
+		if errors.Is(err, jwt.ClaimNotFoundError()) {
+			return `token has no issuer claim "iss"`
+		}
 		return "wrong issuer"
 	case errors.Is(err, jwt.InvalidAudienceError()):
+		if errors.Is(err, jwt.ClaimNotFoundError()) {
+			return `token has no audience claim "aud"`
+		}
 		return "wrong audience"
 	case errors.Is(err, jwt.MissingRequiredClaimError()):
-		return "token has no exp claim"
+		// exp is the only claim NewJWT requires.
+		return `token has no expiry claim "exp"`
 	case errors.Is(err, jwt.ValidateError()):
 		return "invalid claims"
-	default:
-		return "invalid signature or malformed token"
 	}
+	// jwx verifies the signature before it decodes the claims, so what is
+	// left is a signed claim set that jwx cannot decode: say which claim.
+	return claimsProblem(tok)
 }
 
-// subjectOf accepts a non-empty string or an integral number (some
-// providers use numeric user ids).
-func subjectOf(v any) (string, bool) {
-	switch s := v.(type) {
+// registeredClaims are the claims jwx decodes into fixed types, with the
+// name used in errors and a check of the JSON value's type.
+var registeredClaims = []struct {
+	key, name string
+	ok        func(any) bool
+	want      string
+}{
+	{"sub", "subject", isString, "a string"},
+	{"iss", "issuer", isString, "a string"},
+	{"aud", "audience", isStringOrStrings, "a string or an array of strings"},
+	{"exp", "expiry", isNumericDate, "a number"},
+	{"nbf", "not-before", isNumericDate, "a number"},
+	{"iat", "issued-at", isNumericDate, "a number"},
+	{"jti", "token id", isString, "a string"},
+}
+
+// claimsProblem decodes tok's claim set and names the first registered
+// claim whose type jwx refuses.
+func claimsProblem(tok string) string {
+	_, payload, _, err := jwsbb.SplitCompactString(tok)
+	if err != nil {
+		return "malformed token"
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(string(payload))
+	if err != nil {
+		return "malformed token: claims are not base64url"
+	}
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var claims map[string]any
+	if err := d.Decode(&claims); err != nil {
+		return "malformed token: claims are not a JSON object"
+	}
+	for _, c := range registeredClaims {
+		if v, ok := claims[c.key]; ok && !c.ok(v) {
+			return fmt.Sprintf("%s claim %q is not %s", c.name, c.key, c.want)
+		}
+	}
+	return "malformed token: claims not understood"
+}
+
+func isString(v any) bool {
+	_, ok := v.(string)
+	return ok
+}
+
+func isStringOrStrings(v any) bool {
+	switch v := v.(type) {
 	case string:
-		return s, s != ""
+		return true
+	case []any:
+		for _, e := range v {
+			if !isString(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// isNumericDate accepts what jwx accepts for a time claim: a number, or a
+// string holding a number or an RFC 3339 time.
+func isNumericDate(v any) bool {
+	switch v := v.(type) {
+	case json.Number:
+		return true
+	case string:
+		if _, err := strconv.ParseFloat(v, 64); err == nil {
+			return true
+		}
+		_, err := time.Parse(time.RFC3339, v)
+		return err == nil
+	}
+	return false
+}
+
+// subjectOf returns the subject held in the claim named name: a
+// non-empty string, or an integral number (some providers use numeric user
+// ids in a custom claim; the registered sub claim is always a string, as
+// jwx enforces while parsing).
+func subjectOf(name string, v any) (string, error) {
+	why := "is not a string or an integer"
+	switch s := v.(type) {
+	case nil:
+		return "", fmt.Errorf("%w: token has no subject claim %q", ErrUnauthenticated, name)
+	case string:
+		if s != "" {
+			return s, nil
+		}
+		why = "is empty"
 	case float64:
 		if s == math.Trunc(s) && math.Abs(s) < 1<<53 {
-			return strconv.FormatInt(int64(s), 10), true
+			return strconv.FormatInt(int64(s), 10), nil
 		}
+		why = "is not an integer"
 	case json.Number:
 		if _, err := s.Int64(); err == nil {
-			return s.String(), true
+			return s.String(), nil
 		}
+		why = "is not an integer"
 	}
-	return "", false
+	return "", fmt.Errorf("%w: subject claim %q %s", ErrUnauthenticated, name, why)
 }
 
+// truncate cuts s to at most n bytes, for echoing untrusted header text.
 func truncate(s string, n int) string {
 	if len(s) > n {
 		return s[:n]

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jws"
 )
 
 func bearer(tok string) *http.Request {
@@ -87,7 +88,7 @@ func verifiers() []verifier {
 				return JWTConfig{PublicKeyPEM: pemPublic(t, k.ed.Public())}
 			},
 			good:   func(t *testing.T, c map[string]any) string { return sign(t, jwa.EdDSA(), k.ed, "", c) },
-			forged: func(t *testing.T, c map[string]any) string { return sign(t, jwa.ES256(), k.ec, "", c) },
+			forged: func(t *testing.T, c map[string]any) string { return sign(t, jwa.EdDSA(), k.ed2, "", c) },
 		},
 		{
 			name:   "RS256 JWKS",
@@ -135,18 +136,20 @@ func TestJWTTokens(t *testing.T) {
 				{"not yet valid", v.good(t, claims("nbf", t0.Add(time.Hour))), false, "not valid yet"},
 				{"issued in the future", v.good(t, claims("iat", t0.Add(time.Hour))), false, "issued in the future"},
 				{"wrong issuer", v.good(t, claims("iss", "https://evil.test")), false, "wrong issuer"},
-				{"no issuer", v.good(t, claims("iss", nil)), false, "issuer"},
+				{"no issuer", v.good(t, claims("iss", nil)), false, `token has no issuer claim "iss"`},
 				{"wrong audience", v.good(t, claims("aud", "other")), false, "wrong audience"},
-				{"missing exp", v.good(t, claims("exp", nil)), false, "no exp"},
-				{"missing subject", v.good(t, claims("sub", nil)), false, `no usable "sub"`},
+				{"no audience", v.good(t, claims("aud", nil)), false, `token has no audience claim "aud"`},
+				{"missing exp", v.good(t, claims("exp", nil)), false, `token has no expiry claim "exp"`},
+				{"missing subject", v.good(t, claims("sub", nil)), false, `token has no subject claim "sub"`},
+				{"empty subject", v.good(t, claims("sub", "")), false, `subject claim "sub" is empty`},
 				{"alg none", unsigned(t, claims()), false, ""},
 				{"alg none with signature", unsigned(t, claims()) + parts[2], false, ""},
 				{"HS256 with the RSA public key", sign(t, jwa.HS256(), rsaPEM, "rs1", claims()), false, ""},
 				{"HS256 with the RSA public key, no kid", sign(t, jwa.HS256(), rsaPEM, "", claims()), false, ""},
 				{"tampered payload", parts[0] + "." + other[1] + "." + parts[2], false, "invalid signature"},
+				{"signed by another key", v.forged(t, claims()), false, "invalid signature"},
 				{"tampered header", strings.Replace(good, parts[0], parts[0][:len(parts[0])-2]+"fQ", 1), false, ""},
 				{"truncated signature", parts[0] + "." + parts[1] + "." + parts[2][:len(parts[2])/2], false, ""},
-				{"signed by another key", v.forged(t, claims()), false, ""},
 				{"oversized", v.good(t, claims("pad", strings.Repeat("a", 9000))), false, "larger than 8192"},
 				{"garbage", "not.a.jwt", false, ""},
 				{"two segments", parts[0] + "." + parts[1], false, ""},
@@ -381,13 +384,77 @@ func TestMintHS256(t *testing.T) {
 	}
 }
 
-func TestSubjectHash(t *testing.T) {
-	h := SubjectHash("alice")
-	if len(h) != 12 || h != SubjectHash("alice") || h == SubjectHash("bob") || strings.Contains(h, "alice") {
-		t.Fatalf("SubjectHash = %q", h)
+// signRaw signs payload as it is, so that claims can have types that
+// jwt.Sign would not produce.
+func signRaw(t *testing.T, payload string) string {
+	t.Helper()
+	b, err := jws.Sign([]byte(payload), jws.WithKey(jwa.HS256(), testSecret))
+	if err != nil {
+		t.Fatal(err)
 	}
-	// sha256("alice") = 2bd806c97f0e00af…
-	if h != "2bd806c97f0e" {
-		t.Fatalf("SubjectHash(alice) = %q", h)
+	return string(b)
+}
+
+// TestJWTRefusalReasons checks that a refused token is logged with the
+// real reason: a well-signed token with a claim of the wrong type is not
+// "invalid signature".
+func TestJWTRefusalReasons(t *testing.T) {
+	clk := newClock()
+	const exp = `"exp":1900000000`
+	tests := []struct {
+		name, subjectClaim, tok, reason string
+	}{
+		{"numeric sub", "", signRaw(t, `{"sub":42,`+exp+`}`), `subject claim "sub" is not a string`},
+		{"array sub", "", signRaw(t, `{"sub":["a"],`+exp+`}`), `subject claim "sub" is not a string`},
+		{"numeric iss", "", signRaw(t, `{"sub":"a","iss":1,`+exp+`}`), `issuer claim "iss" is not a string`},
+		{"numeric aud", "", signRaw(t, `{"sub":"a","aud":5,`+exp+`}`), `audience claim "aud" is not a string or an array of strings`},
+		{"aud array of numbers", "", signRaw(t, `{"sub":"a","aud":[5],`+exp+`}`), `audience claim "aud" is not a string or an array of strings`},
+		{"exp a word", "", signRaw(t, `{"sub":"a","exp":"soon"}`), `expiry claim "exp" is not a number`},
+		{"nbf an object", "", signRaw(t, `{"sub":"a","nbf":{},`+exp+`}`), `not-before claim "nbf" is not a number`},
+		{"iat a bool", "", signRaw(t, `{"sub":"a","iat":true,`+exp+`}`), `issued-at claim "iat" is not a number`},
+		{"numeric jti", "", signRaw(t, `{"sub":"a","jti":7,`+exp+`}`), `token id claim "jti" is not a string`},
+		{"claims not an object", "", signRaw(t, `["sub","a"]`), "malformed token: claims are not a JSON object"},
+		{"claims not JSON", "", signRaw(t, `sub=a`), "malformed token: claims are not a JSON object"},
+		{"truncated", "", signRaw(t, `{"sub":42,`+exp+`}`)[:20], "malformed token"},
+		{"custom subject missing", "uid", signRaw(t, `{"sub":"a",`+exp+`}`), `token has no subject claim "uid"`},
+		{"custom subject bool", "uid", signRaw(t, `{"uid":true,`+exp+`}`), `subject claim "uid" is not a string or an integer`},
+		{"custom subject fraction", "uid", signRaw(t, `{"uid":1.5,`+exp+`}`), `subject claim "uid" is not an integer`},
+		{"custom subject empty", "uid", signRaw(t, `{"uid":"",`+exp+`}`), `subject claim "uid" is empty`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			j, err := NewJWT(JWTConfig{Secret: testSecret, SubjectClaim: tc.subjectClaim, Now: clk.Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, err = j.Authenticate(bearer(tc.tok), Image{})
+			if !errors.Is(err, ErrUnauthenticated) {
+				t.Fatalf("want ErrUnauthenticated, got %v", err)
+			}
+			if want := "unauthenticated: " + tc.reason; err.Error() != want {
+				t.Fatalf("error %q, want %q", err, want)
+			}
+		})
+	}
+	// A bad claim does not hide a bad signature: jwx checks the signature
+	// first.
+	tok := strings.Split(signRaw(t, `{"sub":42,`+exp+`}`), ".")
+	forged := tok[0] + "." + tok[1] + "." + strings.Split(signRaw(t, `{"sub":"a",`+exp+`}`), ".")[2]
+	j, err := NewJWT(JWTConfig{Secret: testSecret, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := j.Authenticate(bearer(forged), Image{}); err == nil || err.Error() != "unauthenticated: invalid signature" {
+		t.Fatalf("forged token with a bad claim: %v", err)
+	}
+	// A token for another key type is refused before any signature check.
+	k := keys()
+	ed, err := NewJWT(JWTConfig{PublicKeyPEM: pemPublic(t, k.ed.Public()), Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = ed.Authenticate(bearer(sign(t, jwa.ES256(), k.ec, "", claims())), Image{})
+	if err == nil || err.Error() != `unauthenticated: algorithm "ES256" not allowed for this key` {
+		t.Fatalf("ES256 token for an Ed25519 key: %v", err)
 	}
 }

@@ -11,7 +11,7 @@ import (
 
 // MintHS256 returns a development token for sub signed with secret, issued
 // at now and expiring ttl later, carrying claims as extra string claims.
-// It is meant for the "imagegate token" command and tests, not for
+// It is meant for the "imagegate cf-images-token" command and tests, not for
 // production identity providers.
 func MintHS256(secret []byte, sub string, ttl time.Duration, claims map[string]string, now time.Time) (string, error) {
 	if len(secret) < minHMACSecret {

@@ -13,43 +13,54 @@ type Any struct{}
 // Allow always allows.
 func (Any) Allow(context.Context, Identity, Image) error { return nil }
 
-// Claim allows a caller whose JWT claim contains a value matching a
-// template built from the requested image.
+// Claim allows a caller whose JWT claim holds a grant covering a value
+// built from the requested image.
 //
-// The claim must be a string or an array of strings. The template is text
-// in which {id} is replaced by the image id and {variant} by the variant
-// name; no other {…} is allowed. A value matches when it equals the
-// expanded template. A template ending in * is a prefix rule: a value
-// matches when it starts with the expanded text before the *. Examples:
+// The claim must be a string or an array of strings; each string is one
+// grant (a space-separated string is one grant, not several). The template
+// is text in which {id} is replaced by the image id and {variant} by the
+// variant name; no other {…} is allowed, and neither is * (see below).
+// Expanding the template for the request gives the wanted value, and a
+// grant covers it when:
 //
-//	claim images {id}            "images": ["5f0e…c1", "9a2b…77"]
-//	claim scopes img:{id}        "scopes": "img:5f0e…c1 profile" is NOT split; use an array
-//	claim scopes img:{id}:*      "scopes": ["img:5f0e…c1:thumbnail"]  (any value with that prefix)
-//	claim variants {variant}     "variants": ["thumbnail"]
-//	claim folders users/alice/*  "folders": ["users/alice/2024"]  (a static grant)
+//   - the grant does not end in *, and equals the wanted value exactly; or
+//   - the grant ends in *, and the wanted value starts with the grant's
+//     text before the *. This is a folder-style grant: "users/alice/*"
+//     covers "users/alice/photo-123" and "users/alice/x/y", but not
+//     "users/alice" itself (the folder is not inside itself), "users" or
+//     "users/bob/1". A grant of "*" alone covers every value, so it grants
+//     every image: issue it only to callers that may see everything.
+//
+// Only a trailing * is special; elsewhere it is an ordinary character. An
+// empty grant covers nothing. The wildcard belongs to the grant, which the
+// identity provider signed, never to the template: a prefix taken from the
+// request would let a caller choose an image id that is a prefix of a
+// value they hold. NewClaim therefore refuses a template containing *.
+// Examples:
+//
+//	claim images {id}        "images": ["5f0e…c1", "9a2b…77"]
+//	claim scopes img:{id}    "scopes": ["img:5f0e…c1", "img:users/alice/*"]
+//	claim variants {variant} "variants": ["thumbnail"]
+//	claim folders {id}       "folders": ["users/alice/*"]  (custom ids as paths)
 //
 // Callers without claims (introspection, caddy_auth, none) never match.
 type Claim struct {
-	name   string
-	parts  []string // literal text and placeholders, in order
-	prefix bool
+	name  string
+	parts []string // literal text and placeholders, in order
 }
 
-// NewClaim compiles a claim policy.
+// NewClaim compiles a claim policy for the claim name and the template.
 func NewClaim(name, template string) (*Claim, error) {
 	if name == "" {
 		return nil, errors.New("claim policy: empty claim name")
 	}
-	c := &Claim{name: name}
-	if rest, ok := strings.CutSuffix(template, "*"); ok {
-		c.prefix, template = true, rest
-	}
-	if template == "" && !c.prefix {
+	if template == "" {
 		return nil, errors.New("claim policy: empty template")
 	}
 	if strings.Contains(template, "*") {
-		return nil, errors.New("claim policy: * is allowed only at the end of the template")
+		return nil, errors.New(`claim policy: * in the template; a wildcard belongs in the granted claim value (e.g. "users/alice/*"), not in the template`)
 	}
+	c := &Claim{name: name}
 	for template != "" {
 		open := strings.IndexByte(template, '{')
 		if open < 0 {
@@ -97,11 +108,12 @@ func (c *Claim) expand(img Image) string {
 	return b.String()
 }
 
-func (c *Claim) match(v, want string) bool {
-	if c.prefix {
-		return strings.HasPrefix(v, want)
+// covers reports whether grant covers the wanted value: see [Claim].
+func covers(grant, want string) bool {
+	if folder, ok := strings.CutSuffix(grant, "*"); ok {
+		return strings.HasPrefix(want, folder)
 	}
-	return v == want
+	return grant != "" && grant == want
 }
 
 // Allow reports ErrForbidden unless the claim has a matching value.
@@ -109,18 +121,18 @@ func (c *Claim) Allow(_ context.Context, id Identity, img Image) error {
 	want := c.expand(img)
 	switch v := id.Claims[c.name].(type) {
 	case string:
-		if c.match(v, want) {
+		if covers(v, want) {
 			return nil
 		}
 	case []string:
 		for _, s := range v {
-			if c.match(s, want) {
+			if covers(s, want) {
 				return nil
 			}
 		}
 	case []any:
 		for _, e := range v {
-			if s, ok := e.(string); ok && c.match(s, want) {
+			if s, ok := e.(string); ok && covers(s, want) {
 				return nil
 			}
 		}

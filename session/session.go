@@ -2,32 +2,44 @@
 // see it.
 //
 // An [Authenticator] turns an HTTP request into an [Identity]: [JWT] verifies
-// a signed token from a cookie or the Authorization header, [Introspect] asks
-// the application that owns the session, [Trusted] believes an earlier
-// handler (Caddy's authentication), and [None] lets everyone in as an
-// anonymous caller. A [Policy] then decides whether that identity may see one
-// image: [Any], [Claim] or [Owner].
+// a signed token from a cookie or a header, [Introspect] asks the
+// application that owns the session, [Trusted] believes an earlier handler
+// (Caddy's authentication), and [None] lets everyone in as an anonymous
+// caller. A [Policy] then decides whether that identity may see one image:
+// [Any], [Claim] or [Owner]. [Claim] fills a template such as "img:{id}"
+// from the requested image and looks for a grant covering it among the
+// values of a JWT claim: a grant ending in * covers every value that starts
+// with the text before the * ("users/alice/*" covers "users/alice/1"), and
+// any other grant must equal the value exactly. The * belongs to the
+// grant, never to the template.
 //
-// Every failure is reported as an error that wraps exactly one of
-// [ErrUnauthenticated], [ErrForbidden] or [ErrUnavailable], so the caller can
-// map it to 401, 403 or 503 with errors.Is. When a dependency (a JWKS
-// endpoint, an introspection endpoint, the Cloudflare API) cannot answer,
-// the answer is ErrUnavailable: the package fails closed.
+// A [Gate] joins one authenticator and one policy and is the only place
+// that turns their results into an answer: [Gate.Image] for an image,
+// [Gate.Upload] for an upload URL. Both return a [Decision] whose [Verdict]
+// carries the HTTP status, so the same session result always gives the same
+// status whichever path asked.
+//
+// Every failure is reported as an error that wraps one of
+// [ErrUnauthenticated], [ErrForbidden], [ErrUnavailable] or [ErrLimited];
+// [Classify] maps it to a Verdict. When a dependency (a JWKS endpoint, an
+// introspection endpoint, the Cloudflare API) cannot answer, the answer is
+// ErrUnavailable, and an error the package does not recognise is treated the
+// same way: the package fails closed.
 //
 // The package does not log. Its error messages never contain tokens, cookies
-// or secrets, so they are safe to log; log subjects through [SubjectHash].
+// or secrets, so they are safe to log; log subjects through a
+// [SubjectHasher].
 package session
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"net/http"
+	"slices"
 )
 
-// The three ways a check can fail. Errors returned by this package wrap one
-// of them with more context.
+// Ways a check can fail. Errors returned by this package wrap one of them,
+// or [ErrLimited], with more context.
 var (
 	// ErrUnauthenticated means there is no valid session: answer 401.
 	ErrUnauthenticated = errors.New("unauthenticated")
@@ -64,22 +76,38 @@ type Outcome struct {
 	CacheHit bool
 }
 
-// Authenticator establishes who is asking. img is passed so that
-// per-image introspection can forward it; other methods ignore it.
+// Authenticator establishes who is asking, and says where in a request it
+// looks so that answers can be challenged and cached correctly.
 type Authenticator interface {
+	// Authenticate returns the caller of r. img is passed so that
+	// per-image introspection can forward it; other methods ignore it.
 	Authenticate(r *http.Request, img Image) (Identity, Outcome, error)
+	// Challenge returns the WWW-Authenticate value for a 401 ("Bearer"
+	// when the credential may come from the Authorization header), or ""
+	// when there is none to give.
+	Challenge() string
+	// Vary returns the canonical names of the request headers the
+	// credential may be read from, each once ("Cookie" for any number of
+	// cookies), in configuration order. An answer that depends on the
+	// caller varies on these headers.
+	Vary() []string
 }
 
 // Policy decides whether id may see img. It returns nil to allow, or an
-// error wrapping ErrForbidden or ErrUnavailable.
+// error wrapping ErrForbidden, ErrUnavailable or ErrLimited.
 type Policy interface {
 	Allow(ctx context.Context, id Identity, img Image) error
 }
 
-// SubjectHash returns a short, stable, non-reversible name for sub (the
-// first 12 hex digits of its SHA-256) so that logs can correlate requests by
-// caller without recording who the caller is.
-func SubjectHash(sub string) string {
-	sum := sha256.Sum256([]byte(sub))
-	return hex.EncodeToString(sum[:6])
+// varyList appends the canonical name of each header in names to dst
+// unless it is already there, so that a credential read from several
+// cookies or listed twice varies on its header once.
+func varyList(dst []string, names ...string) []string {
+	for _, n := range names {
+		n = http.CanonicalHeaderKey(n)
+		if !slices.Contains(dst, n) {
+			dst = append(dst, n)
+		}
+	}
+	return dst
 }

@@ -13,9 +13,6 @@ type Trusted struct {
 	User func(*http.Request) string
 }
 
-// Method returns "caddy_auth", for metric labels.
-func (Trusted) Method() string { return "caddy_auth" }
-
 // Authenticate returns the upstream user, or ErrUnauthenticated if there is
 // none.
 func (t Trusted) Authenticate(r *http.Request, _ Image) (Identity, Outcome, error) {
@@ -29,18 +26,29 @@ func (t Trusted) Authenticate(r *http.Request, _ Image) (Identity, Outcome, erro
 	return Identity{Subject: user}, Outcome{}, nil
 }
 
+// Challenge returns "": the earlier handler owns the challenge (basic_auth
+// sends its own before the request gets here).
+func (Trusted) Challenge() string { return "" }
+
+// Vary returns Cookie and Authorization: Trusted cannot know which
+// credential the earlier handler used, so it varies on both.
+func (Trusted) Vary() []string { return []string{"Cookie", "Authorization"} }
+
 // None lets everyone in as the anonymous identity (empty subject, no
 // claims). Use it only for images that are meant to be public to anyone
 // who can reach the gateway.
 type None struct{}
 
-// Method returns "none", for metric labels.
-func (None) Method() string { return "none" }
-
 // Authenticate always succeeds with the anonymous identity.
 func (None) Authenticate(*http.Request, Image) (Identity, Outcome, error) {
 	return Identity{}, Outcome{}, nil
 }
+
+// Challenge returns "": there is nothing to authenticate with.
+func (None) Challenge() string { return "" }
+
+// Vary returns nil: the answer is the same for every caller.
+func (None) Vary() []string { return nil }
 
 // Interface guards
 var (

@@ -7,7 +7,12 @@ import (
 	"testing"
 )
 
-// Known answers from ../shared/vectors/signing.json, computed with Python's hmac.
+// Known answers computed independently with Python's standard library, one
+// line per vector:
+//
+//	python3 -c 'import hmac,hashlib; print(hmac.new("k3y".encode(), b"/acc/img1/public?exp=1700000000", hashlib.sha256).hexdigest())'
+//
+// with the key and "<path>?exp=<exp>" of each row.
 var vectors = []struct {
 	key, path string
 	exp       int64

@@ -2,6 +2,7 @@ package signer
 
 import (
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -15,15 +16,18 @@ type Window struct {
 	MinRemaining time.Duration
 }
 
-// Validate reports whether the window is usable.
+// Validate reports whether the window is usable, in words an operator can
+// act on. It is the one place these rules live.
 func (w Window) Validate() error {
 	switch {
-	case w.Size <= 0 || w.Size%time.Second != 0:
-		return errors.New("window must be a positive whole number of seconds")
+	case w.Size < time.Minute:
+		return fmt.Errorf("window: %v is shorter than the minimum of 1m; use 1h unless you need faster expiry", w.Size)
+	case w.Size%time.Second != 0:
+		return fmt.Errorf("window: %v must be a whole number of seconds", w.Size)
 	case w.MinRemaining < 0:
-		return errors.New("min_remaining must not be negative")
+		return errors.New("min_remaining: must not be negative")
 	case w.MinRemaining >= w.Size:
-		return errors.New("min_remaining must be shorter than window")
+		return fmt.Errorf("min_remaining: %v must be shorter than window (%v); a common choice is window/12", w.MinRemaining, w.Size)
 	}
 	return nil
 }

@@ -7,7 +7,8 @@ import (
 )
 
 // The collectors are process-wide and registered into every config's
-// registry (CADDY.md §3, pattern A), so counts survive config reloads.
+// registry Caddy gives each config (process-wide collectors registered
+// into each new registry), so counts survive config reloads.
 var (
 	deliveriesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "imagegate_emulator_deliveries_total",

@@ -37,7 +37,9 @@ func init() {
 // It is a development and test tool. Every field has a development default,
 // so `cf_images_emulator` alone gives a working account. Unless
 // listen_public is set it refuses requests that arrive on a non-loopback
-// address.
+// address (403) and requests whose Host is not localhost, a loopback
+// address or base_url's host (421 Misdirected Request, against DNS
+// rebinding).
 //
 // It answers every request it sees and never calls the next handler.
 //
@@ -87,7 +89,9 @@ type Handler struct {
 	FlexibleVariants bool `json:"flexible_variants,omitempty"`
 
 	// ListenPublic lets the emulator answer requests that arrive on a
-	// non-loopback address. Default false: such requests get 403.
+	// non-loopback address, whatever their Host. Default false: such
+	// requests get 403, and requests whose Host is not localhost, a
+	// loopback address or base_url's host get 421.
 	ListenPublic bool `json:"listen_public,omitempty"`
 
 	// Variants are named variants, keyed by name, installed at every start
@@ -166,6 +170,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		FlexibleVariants: h.FlexibleVariants,
 		Variants:         emulator.DefaultVariants(),
 		OnDelivery:       h.count,
+		// listen_public means clients reach the emulator by names the
+		// operator cannot list here (container names, LAN addresses).
+		AnyHost: h.ListenPublic,
 	}
 	// The account's identity is filled in here, not left to the emulator,
 	// so that the log line and the storage key name it.
@@ -242,7 +249,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("cf_images_emulator: %w", err)
 	}
 
-	rule := "it answers only requests that arrive on a loopback address (127.0.0.0/8, ::1); others get 403 unless listen_public is set"
+	rule := "it answers only requests that arrive on a loopback address (127.0.0.0/8, ::1), others get 403, " +
+		"and whose Host is localhost, a loopback address or base_url's host, others get 421; unless listen_public is set"
 	if h.ListenPublic {
 		rule = "listen_public is set: it answers on every address it is bound to"
 	}
@@ -284,15 +292,16 @@ func arrivedOnLoopback(r *http.Request) bool {
 }
 
 // count is the emulator's delivery hook.
-func (h *Handler) count(variant string, status int, notModified bool) {
+func (h *Handler) count(d emulator.Delivery) {
+	variant := d.Variant
 	if variant != "flexible" && !h.known[variant] {
 		variant = "other"
 	}
-	if notModified {
+	if d.NotModified {
 		notModifiedTotal.WithLabelValues(variant).Inc()
 		return
 	}
-	deliveriesTotal.WithLabelValues(variant, strconv.Itoa(status)).Inc()
+	deliveriesTotal.WithLabelValues(variant, strconv.Itoa(d.Status)).Inc()
 }
 
 // Cleanup releases the storage.

@@ -1,0 +1,163 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/seed-a64a90cf/imagegate/imageproxy"
+	"github.com/seed-a64a90cf/imagegate/imageref"
+	"github.com/seed-a64a90cf/imagegate/session"
+)
+
+// ProxyConfig configures `mode proxy`: the gateway fetches the image from
+// its stable signed URL and streams the bytes itself, from a byte cache
+// shared by every authorized caller and keyed by (image, variant, format),
+// never by user or signature.
+type ProxyConfig struct {
+	// CacheSize is the memory tier's capacity in bytes of image data;
+	// 0 turns the byte cache off. Default: 512 MiB.
+	CacheSize *int64 `json:"cache_size,omitempty"`
+
+	// MaxObject is the largest body kept, in bytes; larger bodies stream
+	// through uncached. Default: 10 MiB, Cloudflare's upload limit.
+	MaxObject int64 `json:"max_object,omitempty"`
+
+	// CacheTTL is how long bytes are kept. The same (id, variant, format)
+	// never changes in Cloudflare, so only a deleted or replaced image
+	// argues for a shorter one. Default: 24h.
+	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
+
+	// Timeout bounds one whole upstream fetch: connect, headers and body.
+	// Past it the answer is 504. Default: 15s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+}
+
+// defaultProxyCacheSize is the memory tier's default capacity.
+const defaultProxyCacheSize = 512 << 20
+
+// cacheSize returns the configured capacity, or the default.
+func (p *ProxyConfig) cacheSize() int64 {
+	if p == nil || p.CacheSize == nil {
+		return defaultProxyCacheSize
+	}
+	return *p.CacheSize
+}
+
+// memoryTiers holds the memory tiers of live configs, keyed by what the
+// bytes depend on, so a reload keeps the cached bytes (a new config with
+// the same delivery URL, account hash and capacity picks up the same tier).
+var memoryTiers = caddy.NewUsagePool()
+
+type pooledMemory struct{ *imageproxy.Memory }
+
+func (pooledMemory) Destruct() error { return nil }
+
+// provisionProxy builds the proxy of `mode proxy`.
+func (h *Handler) provisionProxy() error {
+	pc := h.Proxy
+	if pc == nil {
+		pc = &ProxyConfig{}
+	}
+	size := pc.cacheSize()
+	switch {
+	case size < 0:
+		return errors.New("mode proxy: cache_size: must not be negative")
+	case pc.MaxObject < 0:
+		return errors.New("mode proxy: max_object: must not be negative")
+	}
+	var tiers []imageproxy.Tier
+	if size > 0 {
+		key := fmt.Sprintf("%s|%s|%d", h.cfg.DeliveryURL, h.cfg.AccountHash, size)
+		v, _, err := memoryTiers.LoadOrNew(key, func() (caddy.Destructor, error) {
+			return pooledMemory{imageproxy.NewMemory(size, metrics.byteEvictions.Inc)}, nil
+		})
+		if err != nil {
+			return err
+		}
+		h.memKey = key
+		tiers = append(tiers, v.(pooledMemory).Memory)
+	}
+	p, err := imageproxy.New(imageproxy.Config{
+		Tiers:     tiers,
+		MaxObject: pc.MaxObject,
+		TTL:       time.Duration(pc.CacheTTL),
+		Timeout:   time.Duration(pc.Timeout),
+		UserAgent: "imagegate/" + moduleVersion,
+		Observer:  proxyObserver{variants: h.variants},
+	})
+	if err != nil {
+		return fmt.Errorf("mode proxy: %w", err)
+	}
+	h.proxy = p
+	return nil
+}
+
+// cleanupProxy releases the proxy's connections and its hold on the memory
+// tier.
+func (h *Handler) cleanupProxy() {
+	if h.proxy != nil {
+		h.proxy.Close()
+	}
+	if h.memKey != "" {
+		_, _ = memoryTiers.Delete(h.memKey)
+		h.memKey = ""
+	}
+}
+
+// serveProxy answers an authorized request with the image bytes. The
+// caller's session was checked before this: cached bytes are never a
+// capability.
+func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request, vs *variantState, ref imageref.Ref, d session.Decision) error {
+	now := h.now()
+	u, hit := h.signer.URL(ref.ID, ref.Variant, vs.public, now)
+	if hit {
+		metrics.cacheHits.Inc()
+	} else {
+		metrics.cacheMisses.Inc()
+	}
+	maxAge := int64(u.FreshUntil.Sub(now).Seconds())
+	if maxAge < 0 {
+		maxAge = 0
+	}
+	hdr := w.Header()
+	hdr["Cache-Control"] = []string{"private, max-age=" + strconv.FormatInt(maxAge, 10)}
+	hdr["Vary"] = h.gate.Vary()
+	key := imageproxy.Key{
+		AccountHash: h.cfg.AccountHash,
+		ID:          ref.ID,
+		Variant:     ref.Variant,
+		Format:      imageproxy.BucketOf(r.Header.Get("Accept")),
+	}
+	err := h.proxy.Serve(w, r, key, u.String)
+	if ue, ok := errors.AsType[*imageproxy.UpstreamError](err); ok {
+		delete(hdr, "Vary")
+		out := outcomeUpstreamError
+		switch ue.Status {
+		case http.StatusNotFound:
+			out = outcomeNotFound
+		case http.StatusGatewayTimeout:
+			out = outcomeUpstreamTimeout
+		}
+		if ue.SignatureRefused {
+			metrics.signingFailures.Inc()
+			h.logger.Error("Cloudflare refused a delivery URL's signature: is signing_key a current key of the account?",
+				zap.String("key_id", h.keyID), zap.String("variant", ref.Variant))
+		}
+		return h.refuse(w, r, vs, out, ue)
+	}
+	if err != nil {
+		// The answer had started: nothing to do but let the server drop
+		// the connection and log it.
+		vs.count(outcomeUpstreamError)
+		return err
+	}
+	setOutcome(r, outcomeProxied)
+	vs.served(outcomeProxied, false, u.Expires.Sub(now).Seconds())
+	return nil
+}
