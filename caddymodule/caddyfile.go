@@ -61,6 +61,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    upload_path      <path>
 //	    upload_owner_field <meta_field>
 //	    upload_limit     <events> [<window>]
+//	    redis            <url...>
+//	    redis_timeout    <duration>
 //	}
 //
 // `session` and `authorize` hand their line (and block) to the guest module
@@ -123,6 +125,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.UploadOwnerField, err = caddyargs.One(d)
 		case "upload_limit":
 			h.UploadLimit, err = rateLimitArgs(d)
+		case "redis":
+			h.Redis, err = caddyargs.Append(d, h.Redis)
+		case "redis_timeout":
+			h.RedisTimeout, err = caddyargs.Duration(d)
 		default:
 			err = d.Errf("unrecognized subdirective %q", field)
 		}

@@ -195,7 +195,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 		metrics.requests, metrics.billable, metrics.cacheHits, metrics.cacheMisses,
 		metrics.cacheEvictions, metrics.signatures, metrics.validity, metrics.sessionChecks, metrics.sessionTime,
 		metrics.decisionHits, metrics.decisionMisses, metrics.uploadURLs, metrics.apiRateLimited, metrics.signingFailures, metrics.byteEvictions, metrics.keyInfo, metrics.buildInfo,
-	}, proxyCollectors()...) {
+	}, append(proxyCollectors(), fleetCollectors()...)...) {
 		if err := reg.Register(c); err != nil {
 			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
 				return err

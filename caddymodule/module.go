@@ -167,6 +167,20 @@ type Handler struct {
 	// events) turns it off.
 	UploadLimit *RateLimit `json:"upload_limit,omitempty"`
 
+	// Redis lists Redis URLs (`redis://` or, with TLS, `rediss://`, with
+	// the password in the userinfo and the database in the path) that a
+	// fleet of gateways shares: proxy mode's second byte-cache tier,
+	// fleet-wide lookup and upload limits, and purges that reach every
+	// replica. One URL is a single node; several are a cluster's seeds.
+	// Placeholders such as `{env.REDIS_PASSWORD}` are resolved at provision
+	// time, and the URL is never logged. Redis never decides an answer:
+	// while it fails, the gateway serves from memory and upstream and
+	// limits per replica. Default: none.
+	Redis []string `json:"redis,omitempty"`
+
+	// RedisTimeout bounds every Redis operation. Default: 100ms.
+	RedisTimeout caddy.Duration `json:"redis_timeout,omitempty"`
+
 	cfg        config.Gateway
 	method     SessionMethod
 	authorizer Authorizer
@@ -176,7 +190,10 @@ type Handler struct {
 	uploads    *uploader
 	signer     *signer.Signer
 	proxy      *imageproxy.Proxy
-	memKey     string // the memory tier's key in memoryTiers, to release
+	mem        *imageproxy.Memory // proxy mode's memory tier, or nil
+	memKey     string             // the memory tier's key in memoryTiers, to release
+	fleet      *fleetConn         // the shared Redis, or nil
+	fleetKey   string             // its key in fleets, to release
 	variants   map[string]*variantState
 	prefix     string // Prefix, without a trailing slash
 	keyID      string
@@ -230,7 +247,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	r := newResolver()
 	cfg := h.gatewayConfig(r)
 	errs := []error{r.err(), cfg.Validate()}
-	if err := h.provisionSession(ctx); err != nil {
+	if err := h.provisionRedis(newResolver()); err != nil {
+		errs = append(errs, err)
+	} else if err := h.provisionSession(ctx); err != nil {
 		errs = append(errs, err)
 	} else {
 		errs = append(errs, h.provisionUploads())
@@ -318,7 +337,7 @@ func (h *Handler) provisionSession(ctx caddy.Context) error {
 	policy, err := az.Policy(AuthorizerEnv{
 		Session:       m,
 		API:           h.apiClient,
-		Lookups:       limit.NewLocal(h.LookupLimit.rate(defaultLookupLimit), 0),
+		Lookups:       h.limiter("lookup", h.LookupLimit.rate(defaultLookupLimit)),
 		MetadataTTL:   h.MetadataTTL,
 		MetadataStale: h.MetadataStale,
 	})
@@ -421,6 +440,7 @@ func (h *Handler) logStart() {
 // safe after a failed Provision.
 func (h *Handler) Cleanup() error {
 	h.cleanupProxy()
+	h.cleanupRedis()
 	if h.keyInUse {
 		releaseKey(h.keyID)
 		h.keyInUse = false

@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/seed-a64a90cf/imagegate/fleet"
 	"github.com/seed-a64a90cf/imagegate/imageproxy"
 	"github.com/seed-a64a90cf/imagegate/imageref"
 	"github.com/seed-a64a90cf/imagegate/session"
@@ -80,8 +81,15 @@ func (h *Handler) provisionProxy() error {
 		if err != nil {
 			return err
 		}
-		h.memKey = key
-		tiers = append(tiers, v.(pooledMemory).Memory)
+		h.memKey, h.mem = key, v.(pooledMemory).Memory
+		tiers = append(tiers, h.mem)
+	}
+	if h.fleet != nil {
+		maxObject := pc.MaxObject
+		if maxObject == 0 {
+			maxObject = imageproxy.DefaultMaxObject
+		}
+		tiers = append(tiers, fleet.NewByteTier(h.fleet.client, maxObject))
 	}
 	p, err := imageproxy.New(imageproxy.Config{
 		Tiers:     tiers,
@@ -95,18 +103,20 @@ func (h *Handler) provisionProxy() error {
 		return fmt.Errorf("mode proxy: %w", err)
 	}
 	h.proxy = p
+	addProxy(h)
 	return nil
 }
 
 // cleanupProxy releases the proxy's connections and its hold on the memory
 // tier.
 func (h *Handler) cleanupProxy() {
+	removeProxy(h)
 	if h.proxy != nil {
 		h.proxy.Close()
 	}
 	if h.memKey != "" {
 		_, _ = memoryTiers.Delete(h.memKey)
-		h.memKey = ""
+		h.memKey, h.mem = "", nil
 	}
 }
 

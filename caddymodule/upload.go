@@ -22,7 +22,7 @@ type uploader struct {
 	ownerField string
 	api        *cfapi.Client
 	limiter    limit.Limiter
-	results    map[string]prometheus.Counter
+	results map[string]prometheus.Counter
 }
 
 // Upload results: the `result` label of imagegate_upload_urls_total. A
@@ -54,7 +54,7 @@ func (h *Handler) provisionUploads() error {
 		path:       h.UploadPath,
 		ownerField: h.uploadOwnerField(),
 		api:        api,
-		limiter:    limit.NewLocal(h.UploadLimit.rate(defaultUploadLimit), 0),
+		limiter:    h.limiter("upload", h.UploadLimit.rate(defaultUploadLimit)),
 		results:    map[string]prometheus.Counter{},
 	}
 	for _, res := range uploadResults {

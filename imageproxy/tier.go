@@ -50,3 +50,7 @@ type Tier interface {
 	// Delete removes the given keys and returns how many were present.
 	Delete(ctx context.Context, keys ...Key) int
 }
+
+// Formats lists every bucket, for callers that must name all of an image's
+// keys (a purge).
+var Formats = [...]Format{FormatOriginal, FormatWebP, FormatAVIF}
