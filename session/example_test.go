@@ -73,7 +73,8 @@ func ExampleSubjectHasher() {
 		panic(err)
 	}
 	h := session.NewSubjectHasher(key)
-	fmt.Println(len(h.Hash("alice")), h.Hash("alice") == h.Hash("alice"), h.Hash("") == "")
+	a, b := h.Hash("alice"), h.Hash("alice")
+	fmt.Println(len(a), a == b, h.Hash("") == "")
 	// Output:
 	// 12 true true
 }

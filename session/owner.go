@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/seed-a64a90cf/imagegate/cfapi"
@@ -118,7 +117,6 @@ type Owner struct {
 	now         func() time.Time
 	cache       *ttlCache[string, ownerEntry]
 	group       singleflight.Group
-	misses      atomic.Int64 // cache misses, for tests
 }
 
 // ownerEntry is one image's cached answer. The cache keeps it until
@@ -193,7 +191,6 @@ func (o *Owner) refresh(ctx context.Context, subject, imageID string, stale owne
 			return ownerEntry{}, fmt.Errorf("owner lookup: %w", &LimitedError{RetryAfter: r.RetryAfter})
 		}
 	}
-	o.misses.Add(1)
 	v, err, _ := o.group.Do(imageID, func() (any, error) {
 		// A lookup may have finished between our cache check and now.
 		if e, ok := o.cache.get(imageID, o.now()); ok && o.now().Before(e.fresh) {

@@ -139,6 +139,37 @@ func TestOwnerLimitsLookups(t *testing.T) {
 	}
 }
 
+// countingLimiter allows everything and counts the checks it was asked
+// about: those that needed a lookup.
+type countingLimiter struct{ n atomic.Int64 }
+
+func (c *countingLimiter) Allow(context.Context, string) limit.Result {
+	c.n.Add(1)
+	return limit.Result{Allowed: true}
+}
+
+func TestOwnerLimiterOnlyOnLookup(t *testing.T) {
+	src := newFakeMeta()
+	clk := newClock()
+	lim := &countingLimiter{}
+	o, err := NewOwner(OwnerConfig{Field: "owner", Source: src, Now: clk.Now, Limiter: lim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSteps(t, o, clk, lim.n.Load, []step{
+		{"lookup", 0, "alice", "img1", nil, 1},
+		{"cached", time.Minute, "alice", "img1", nil, 1},
+		{"cached, someone else", 0, "bob", "img1", ErrForbidden, 1},
+		{"missing", 0, "bob", "ghost", ErrForbidden, 2},
+		{"missing, cached", 0, "bob", "ghost", ErrForbidden, 2},
+		{"anonymous", 0, "", "img9", ErrForbidden, 2},
+		{"stale", 5 * time.Minute, "alice", "img1", nil, 3},
+	})
+	if got := src.calls.Load(); got != 3 {
+		t.Fatalf("%d lookups, %d limiter checks", got, lim.n.Load())
+	}
+}
+
 func TestOwnerLimitedServesStale(t *testing.T) {
 	// A caller over budget still gets the answer already cached, stale or
 	// not, rather than a 429 for an image it was just seeing.

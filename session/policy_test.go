@@ -286,13 +286,15 @@ func TestOwnerSingleflight(t *testing.T) {
 	api.gate = make(chan struct{})
 	clk := newClock()
 	o := newTestOwner(t, api, clk, "tok")
+	lim := &countingLimiter{} // charged once per caller that misses the cache
+	o.limiter = lim
 	const n = 16
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for range n {
 		wg.Go(func() { errs <- o.Allow(context.Background(), Identity{Subject: "alice"}, Image{ID: "img1"}) })
 	}
-	waitFor(t, "all callers to miss", func() bool { return o.misses.Load() == n })
+	waitFor(t, "all callers to miss", func() bool { return lim.n.Load() == n })
 	close(api.gate)
 	wg.Wait()
 	close(errs)
