@@ -4,6 +4,12 @@
 // Calls authenticate with an API token in the Authorization header. Errors
 // carry the HTTP status and Cloudflare's error codes and messages, never
 // the token.
+//
+// The API allows 1,200 calls per five minutes per user or account token
+// (https://developers.cloudflare.com/fundamentals/api/reference/limits/),
+// shared by every user of the gateway. A [Client] therefore bounds the
+// calls it has in flight and, once the API answers 429, makes no call at
+// all until the API's Retry-After has passed.
 package cfapi
 
 import (
@@ -15,6 +21,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -24,11 +31,19 @@ const DefaultBaseURL = "https://api.cloudflare.com/client/v4"
 // maxResponseBytes bounds an API response; image details are small.
 const maxResponseBytes = 1 << 20
 
-// ErrNotFound reports that the image does not exist (HTTP 404 or
-// Cloudflare error 5404).
+// ErrNotFound reports that the image does not exist: HTTP 404 or Cloudflare
+// error 5404, in the API's JSON envelope.
 var ErrNotFound = errors.New("image not found")
 
-// Client calls the Cloudflare Images API for one account.
+// ErrNotAPI reports an answer that is not the API's JSON envelope where the
+// API always sends one: a 404 or a success from some other server, as when
+// BaseURL points at the wrong host or path. It is not ErrNotFound, so a
+// misconfiguration shows as an outage instead of every image missing.
+var ErrNotAPI = errors.New("the API answered like something else: check api_url")
+
+// Client calls the Cloudflare Images API for one account. Use it through a
+// pointer and do not change its fields after the first call: the call
+// limits they configure are shared by every call through the Client.
 type Client struct {
 	// BaseURL is the API root. Default DefaultBaseURL; tests and the
 	// emulator point it elsewhere.
@@ -40,6 +55,22 @@ type Client struct {
 	APIToken string
 	// HTTP is the client used. Default: a client with a 10s timeout.
 	HTTP *http.Client
+	// MaxConcurrent bounds the calls in flight at once; further calls wait
+	// for a slot, or for their context to end. Default
+	// DefaultMaxConcurrent.
+	MaxConcurrent int
+	// OnRateLimited, if set, is called once for every call that fails with
+	// ErrRateLimited, the API's own 429 included, e.g. to count them. It
+	// must not block.
+	OnRateLimited func()
+	// Now is the clock that times a 429's Retry-After. Default time.Now.
+	Now func() time.Time
+
+	initOnce sync.Once
+	slots    chan struct{} // a semaphore of MaxConcurrent slots
+
+	mu           sync.Mutex
+	blockedUntil time.Time // no calls before this, after a 429
 }
 
 // Image is an image's details as the API reports them.
@@ -62,6 +93,8 @@ type APIError struct {
 	Status int
 	// Errors are Cloudflare's error entries, if the body had any.
 	Errors []ErrorEntry
+
+	notAPI bool // the body was not the API's envelope: ErrNotAPI
 }
 
 // ErrorEntry is one element of the envelope's errors array.
@@ -80,12 +113,21 @@ func (e *APIError) Error() string {
 		}
 		fmt.Fprintf(&b, "; %d %s", x.Code, truncate(x.Message, 200))
 	}
+	if e.notAPI {
+		b.WriteString(": ")
+		b.WriteString(ErrNotAPI.Error())
+	}
 	return b.String()
 }
 
-// Is makes errors.Is(err, ErrNotFound) true for a 404 or code 5404.
+// Is makes errors.Is(err, ErrNotFound) true for a 404 or code 5404 in the
+// API's envelope, and errors.Is(err, ErrNotAPI) true for an answer that
+// was not the envelope.
 func (e *APIError) Is(target error) bool {
-	if target != ErrNotFound {
+	if target == ErrNotAPI {
+		return e.notAPI
+	}
+	if target != ErrNotFound || e.notAPI {
 		return false
 	}
 	if e.Status == http.StatusNotFound {
@@ -99,9 +141,10 @@ func (e *APIError) Is(target error) bool {
 	return false
 }
 
-// envelope is the v4 response wrapper.
+// envelope is the v4 response wrapper. Success is a pointer so that a JSON
+// body without it, which is not an envelope, can be told apart.
 type envelope struct {
-	Success  bool            `json:"success"`
+	Success  *bool           `json:"success"`
 	Errors   []ErrorEntry    `json:"errors"`
 	Messages json.RawMessage `json:"messages"`
 	Result   json.RawMessage `json:"result"`
@@ -141,8 +184,14 @@ func (c *Client) newRequest(ctx context.Context, method, path string, body io.Re
 	return req, nil
 }
 
-// do sends req and decodes the envelope's result into out.
+// do sends req, within the Client's call limits, and decodes the
+// envelope's result into out.
 func (c *Client) do(req *http.Request, op string, out any) error {
+	release, err := c.acquire(req.Context(), op)
+	if err != nil {
+		return err
+	}
+	defer release()
 	hc := c.HTTP
 	if hc == nil {
 		// Cheap: connections are pooled by the default transport.
@@ -155,6 +204,12 @@ func (c *Client) do(req *http.Request, op string, out any) error {
 		return fmt.Errorf("cloudflare images: %s: %w", op, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusTooManyRequests {
+		// The body is not needed; draining a little lets the connection
+		// be reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBytes))
+		return c.rateLimited(op, resp.Header.Get("Retry-After"))
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
 	if err != nil {
 		return fmt.Errorf("cloudflare images: %s: reading response: %w", op, err)
@@ -163,13 +218,13 @@ func (c *Client) do(req *http.Request, op string, out any) error {
 		return fmt.Errorf("cloudflare images: %s: response larger than 1 MiB", op)
 	}
 	var env envelope
-	jsonErr := json.Unmarshal(body, &env)
-	if resp.StatusCode < 200 || resp.StatusCode > 299 || jsonErr != nil || !env.Success {
-		apiErr := &APIError{Op: op, Status: resp.StatusCode, Errors: env.Errors}
-		if jsonErr != nil && resp.StatusCode >= 200 && resp.StatusCode <= 299 {
-			return fmt.Errorf("%w: malformed response", apiErr)
-		}
-		return apiErr
+	isEnvelope := json.Unmarshal(body, &env) == nil && env.Success != nil
+	ok := resp.StatusCode >= 200 && resp.StatusCode <= 299
+	switch {
+	case !isEnvelope && (ok || resp.StatusCode == http.StatusNotFound):
+		return &APIError{Op: op, Status: resp.StatusCode, notAPI: true}
+	case !ok || !isEnvelope || !*env.Success:
+		return &APIError{Op: op, Status: resp.StatusCode, Errors: env.Errors}
 	}
 	if err := json.Unmarshal(env.Result, out); err != nil {
 		return fmt.Errorf("cloudflare images: %s: decoding result: %w", op, err)

@@ -37,16 +37,22 @@ func TestImage(t *testing.T) {
 		body     string
 		wantErr  bool
 		notFound bool
+		notAPI   bool
 	}{
-		{"ok", 200, `{"success":true,"errors":[],"messages":[],"result":{"id":"a/b c","filename":"cat.png","meta":{"owner":"alice","n":1},"requireSignedURLs":true,"draft":true,"creator":"u1","uploaded":"2022-04-20T09:51:09.559Z","variants":["https://imagedelivery.net/h/a/public"]}}`, false, false},
-		{"404", 404, `{"success":false,"errors":[{"code":5404,"message":"Image not found"}],"messages":[],"result":null}`, true, true},
-		{"5404 with 200", 200, `{"success":false,"errors":[{"code":5404,"message":"Image not found"}],"messages":[],"result":null}`, true, true},
-		{"404 without body", 404, ``, true, true},
-		{"500", 500, `{"success":false,"errors":[{"code":5500,"message":"boom"}],"messages":[],"result":null}`, true, false},
-		{"502 html", 502, `<html>bad gateway</html>`, true, false},
-		{"200 not json", 200, `<html>`, true, false},
-		{"200 success false", 200, `{"success":false,"errors":[],"result":null}`, true, false},
-		{"result of the wrong shape", 200, `{"success":true,"result":[1,2]}`, true, false},
+		{"ok", 200, `{"success":true,"errors":[],"messages":[],"result":{"id":"a/b c","filename":"cat.png","meta":{"owner":"alice","n":1},"requireSignedURLs":true,"draft":true,"creator":"u1","uploaded":"2022-04-20T09:51:09.559Z","variants":["https://imagedelivery.net/h/a/public"]}}`, false, false, false},
+		{"404", 404, `{"success":false,"errors":[{"code":5404,"message":"Image not found"}],"messages":[],"result":null}`, true, true, false},
+		{"5404 with 200", 200, `{"success":false,"errors":[{"code":5404,"message":"Image not found"}],"messages":[],"result":null}`, true, true, false},
+		{"404 in an envelope without errors", 404, `{"success":false,"errors":[],"messages":[],"result":null}`, true, true, false},
+		{"404 without body", 404, ``, true, false, true},
+		{"404 html", 404, `<html>404 page not found</html>`, true, false, true},
+		{"404 other json", 404, `{"error":"not found"}`, true, false, true},
+		{"404 success of the wrong type", 404, `{"success":"no"}`, true, false, true},
+		{"500", 500, `{"success":false,"errors":[{"code":5500,"message":"boom"}],"messages":[],"result":null}`, true, false, false},
+		{"502 html", 502, `<html>bad gateway</html>`, true, false, false},
+		{"200 not json", 200, `<html>`, true, false, true},
+		{"200 other json", 200, `{"id":"a/b c"}`, true, false, true},
+		{"200 success false", 200, `{"success":false,"errors":[],"result":null}`, true, false, false},
+		{"result of the wrong shape", 200, `{"success":true,"result":[1,2]}`, true, false, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -58,7 +64,7 @@ func TestImage(t *testing.T) {
 				_, _ = io.WriteString(w, tc.body)
 			})
 			img, err := c.Image(context.Background(), "a/b c")
-			if tc.wantErr != (err != nil) || errors.Is(err, ErrNotFound) != tc.notFound {
+			if tc.wantErr != (err != nil) || errors.Is(err, ErrNotFound) != tc.notFound || errors.Is(err, ErrNotAPI) != tc.notAPI {
 				t.Fatalf("err = %v", err)
 			}
 			if err != nil {
@@ -79,8 +85,7 @@ func TestImage(t *testing.T) {
 
 func TestImageErrors(t *testing.T) {
 	c := stub(t, func(w http.ResponseWriter, r *http.Request) {})
-	bad := *c
-	bad.APIToken = "wrong-token"
+	bad := &Client{BaseURL: c.BaseURL, AccountID: c.AccountID, APIToken: "wrong-token"}
 	_, err := bad.Image(context.Background(), "x")
 	var apiErr *APIError
 	if !errors.As(err, &apiErr) || apiErr.Status != 403 || apiErr.Errors[0].Code != 10000 || strings.Contains(err.Error(), "wrong-token") {
