@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -13,7 +12,7 @@ import (
 	"github.com/seed-a64a90cf/imagegate/fleet"
 	"github.com/seed-a64a90cf/imagegate/imageproxy"
 	"github.com/seed-a64a90cf/imagegate/imageref"
-	"github.com/seed-a64a90cf/imagegate/session"
+	"github.com/seed-a64a90cf/imagegate/signer"
 )
 
 // ProxyConfig configures `mode proxy`: the gateway fetches the image from
@@ -123,21 +122,8 @@ func (h *Handler) cleanupProxy() {
 // serveProxy answers an authorized request with the image bytes. The
 // caller's session was checked before this: cached bytes are never a
 // capability.
-func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request, vs *variantState, ref imageref.Ref, d session.Decision) error {
-	now := h.now()
-	u, hit := h.signer.URL(ref.ID, ref.Variant, vs.public, now)
-	if hit {
-		metrics.cacheHits.Inc()
-	} else {
-		metrics.cacheMisses.Inc()
-	}
-	maxAge := int64(u.FreshUntil.Sub(now).Seconds())
-	if maxAge < 0 {
-		maxAge = 0
-	}
+func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request, vs *variantState, ref imageref.Ref, u *signer.URL, now time.Time) error {
 	hdr := w.Header()
-	hdr["Cache-Control"] = []string{"private, max-age=" + strconv.FormatInt(maxAge, 10)}
-	hdr["Vary"] = h.gate.Vary()
 	key := imageproxy.Key{
 		AccountHash: h.cfg.AccountHash,
 		ID:          ref.ID,

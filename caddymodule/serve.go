@@ -14,6 +14,7 @@ import (
 
 	"github.com/seed-a64a90cf/imagegate/imageref"
 	"github.com/seed-a64a90cf/imagegate/session"
+	"github.com/seed-a64a90cf/imagegate/signer"
 )
 
 // Header values shared by every response. Handlers and net/http only
@@ -60,24 +61,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if d.Verdict != session.Allowed {
 		return h.deny(w, r, vs, d)
 	}
-	if h.proxy != nil {
-		return h.serveProxy(w, r, vs, ref, d)
-	}
 
 	now := h.now() // after the session check, which may have waited on the network
-	u, hit := h.signer.URL(ref.ID, ref.Variant, vs.public, now)
-	if hit {
-		metrics.cacheHits.Inc()
-	} else {
-		metrics.cacheMisses.Inc()
-	}
-	maxAge := int64(u.FreshUntil.Sub(now).Seconds())
-	if maxAge < 0 {
-		maxAge = 0
+	u, hit := h.stableURL(w, ref, vs, now)
+	if h.proxy != nil {
+		return h.serveProxy(w, r, vs, ref, u, now)
 	}
 	hdr := w.Header()
-	hdr["Cache-Control"] = []string{"private, max-age=" + strconv.FormatInt(maxAge, 10)}
-	hdr["Vary"] = h.gate.Vary()
 
 	// A 302 or a new JSON URL makes the client fetch the image from
 	// Cloudflare: one billable delivery. A JSON client revalidating a URL it
@@ -111,6 +101,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			zap.String("key_id", h.keyID))
 	}
 	return nil
+}
+
+// stableURL returns the image's stable URL and sets the headers every
+// allowed answer carries: the browser may keep it, privately, while the URL
+// is handed out, and must ask again when Accept or the credential changes.
+func (h *Handler) stableURL(w http.ResponseWriter, ref imageref.Ref, vs *variantState, now time.Time) (*signer.URL, bool) {
+	u, hit := h.signer.URL(ref.ID, ref.Variant, vs.public, now)
+	if hit {
+		metrics.cacheHits.Inc()
+	} else {
+		metrics.cacheMisses.Inc()
+	}
+	maxAge := max(int64(u.FreshUntil.Sub(now).Seconds()), 0)
+	hdr := w.Header()
+	hdr["Cache-Control"] = []string{"private, max-age=" + strconv.FormatInt(maxAge, 10)}
+	hdr["Vary"] = h.gate.Vary()
+	return u, hit
 }
 
 // decide runs the session gate for one image and counts the check.

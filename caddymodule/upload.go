@@ -22,7 +22,7 @@ type uploader struct {
 	ownerField string
 	api        *cfapi.Client
 	limiter    limit.Limiter
-	results map[string]prometheus.Counter
+	results    map[string]prometheus.Counter
 }
 
 // Upload results: the `result` label of imagegate_upload_urls_total. A
