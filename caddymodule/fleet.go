@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/seed-a64a90cf/imagegate/fleet"
 	"github.com/seed-a64a90cf/imagegate/imageproxy"
@@ -32,6 +35,22 @@ func (f *fleetConn) Destruct() error {
 }
 
 var fleets = caddy.NewUsagePool()
+
+func init() {
+	// go-redis reports every failed dial on its own, on stderr; during an
+	// outage that is a line a second. The breaker's one line per state
+	// change says what ops need; the client's lines go to Caddy's log at
+	// debug level.
+	redis.SetLogger(redisLogger{})
+}
+
+type redisLogger struct{}
+
+func (redisLogger) Printf(_ context.Context, format string, v ...any) {
+	if c := caddy.Log().Named("http.handlers.cf_images.redis").Check(zapcore.DebugLevel, "redis client"); c != nil {
+		c.Write(zap.String("detail", fmt.Sprintf(format, v...)))
+	}
+}
 
 // provisionRedis connects to the `redis` URLs, if any. Opening does not
 // contact Redis: the gateway starts and answers while it is down.

@@ -1,0 +1,116 @@
+package fleet
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/seed-a64a90cf/imagegate/limit"
+)
+
+// limitPrefix starts every limiter key.
+const limitPrefix = "imagegate:v1:limit:"
+
+// Limiter is a limit.Limiter whose budget the whole fleet shares: each
+// event is one round trip to Redis running the GCRA script of
+// github.com/go-redis/redis_rate, so N replicas together allow Rate, not
+// N times Rate. While Redis is unavailable it answers from a per-replica
+// fallback, so during an outage the fleet may allow up to N times Rate; its
+// answers never fail and never wait longer than the Client's Timeout.
+type Limiter struct {
+	c        *Client
+	rl       *redis_rate.Limiter
+	prefix   string
+	limit    redis_rate.Limit
+	off      bool
+	fallback limit.Limiter
+}
+
+var _ limit.Limiter = (*Limiter)(nil)
+
+// NewLimiter returns a limiter of rate for the budget called name (a short
+// constant such as "api"; it is part of the key). fallback answers while
+// Redis is unavailable and must not be nil. A rate with Per <= 0 is per
+// second.
+func NewLimiter(c *Client, name string, rate limit.Rate, fallback limit.Limiter) *Limiter {
+	if fallback == nil {
+		panic("fleet: NewLimiter needs a fallback limiter")
+	}
+	if rate.Per <= 0 {
+		rate.Per = time.Second
+	}
+	return &Limiter{
+		c:        c,
+		rl:       redis_rate.NewLimiter(unprefixed{c.rdb}),
+		prefix:   limitPrefix + name + ":",
+		limit:    redis_rate.Limit{Rate: rate.Events, Burst: rate.Events, Period: rate.Per},
+		off:      rate.Off(),
+		fallback: fallback,
+	}
+}
+
+// Allow counts one event for subject. The Redis key holds a hash of the
+// subject, never the subject.
+func (l *Limiter) Allow(ctx context.Context, subject string) limit.Result {
+	if l.off {
+		return limit.Result{Allowed: true}
+	}
+	var res *redis_rate.Result
+	err := l.c.do(ctx, OpLimit, func(ctx context.Context) error {
+		var err error
+		res, err = l.rl.Allow(ctx, l.key(subject), l.limit)
+		return err
+	})
+	if err != nil {
+		return l.fallback.Allow(ctx, subject)
+	}
+	if res.Allowed > 0 {
+		return limit.Result{Allowed: true}
+	}
+	// A Retry-After header counts whole seconds, and 0 would invite an
+	// immediate retry.
+	return limit.Result{RetryAfter: max(res.RetryAfter, time.Second)}
+}
+
+func (l *Limiter) key(subject string) string {
+	sum := sha256.Sum256([]byte(subject))
+	return l.prefix + hex.EncodeToString(sum[:16])
+}
+
+// unprefixed gives redis_rate a client that drops the "rate:" prefix
+// redis_rate puts on every key, so limiter keys stay inside the
+// "imagegate:" namespace an ACL (~imagegate:*) grants.
+type unprefixed struct{ redis.UniversalClient }
+
+func (u unprefixed) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return u.UniversalClient.Eval(ctx, script, trimRate(keys), args...)
+}
+
+func (u unprefixed) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return u.UniversalClient.EvalSha(ctx, sha1, trimRate(keys), args...)
+}
+
+func (u unprefixed) EvalRO(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return u.UniversalClient.EvalRO(ctx, script, trimRate(keys), args...)
+}
+
+func (u unprefixed) EvalShaRO(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return u.UniversalClient.EvalShaRO(ctx, sha1, trimRate(keys), args...)
+}
+
+func (u unprefixed) Del(ctx context.Context, keys ...string) *redis.IntCmd {
+	return u.UniversalClient.Del(ctx, trimRate(keys)...)
+}
+
+func trimRate(keys []string) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = strings.TrimPrefix(k, "rate:")
+	}
+	return out
+}
