@@ -1,6 +1,8 @@
 // Package e2e runs the real imagegate binary, built once per test run, with
 // Caddyfiles on loopback ports, and talks to it over HTTP as browsers, apps
-// and Prometheus do. It is skipped under -short.
+// and Prometheus do. It is skipped under -short. Under -race the binary is
+// built with -race too, and a data race it reports fails the test that ran
+// it.
 package e2e
 
 import (
@@ -13,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -41,13 +44,49 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	binary = filepath.Join(dir, "imagegate")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/imagegate")
+	args := []string{"build", "-o", binary}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "../cmd/imagegate")...)
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	began := time.Now()
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: building imagegate:", err)
 		return 1
 	}
+	fmt.Printf("e2e: built imagegate (race %v) in %v\n", raceEnabled, time.Since(began).Round(time.Millisecond))
 	return m.Run()
+}
+
+// toolPackages names the Debian package that provides each external tool
+// the tests run.
+var toolPackages = map[string]string{
+	"chromium":     "chromium",
+	"prometheus":   "prometheus",
+	"promtool":     "prometheus",
+	"redis-server": "redis-server",
+}
+
+// requireTool returns the path of an external tool. When it is missing the
+// test is skipped on a developer's machine but fails when the CI variable
+// is set, so that CI cannot pass by silently skipping what it was meant to
+// run.
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return path
+	}
+	pkg := toolPackages[name]
+	if pkg == "" {
+		pkg = name
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is not installed and CI is set: install Debian's %s package (.ci/run does)", name, pkg)
+	}
+	t.Skipf("%s is not installed: install Debian's %s package (.ci/run does) to run this test", name, pkg)
+	return ""
 }
 
 // freePort returns a loopback port that was free a moment ago.
@@ -70,13 +109,18 @@ type server struct {
 
 // syncBuffer collects the process's output for assertions on logs.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	changed chan struct{} // closed by the next Write; nil until someone waits
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
 	return s.b.Write(p)
 }
 
@@ -84,6 +128,48 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// snapshot returns the output so far and a channel closed by the next write.
+func (s *syncBuffer) snapshot() (string, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.b.String(), s.changed
+}
+
+// waitLine waits, for at most timeout, until the process has written a
+// whole line containing every one of substrs, and returns it ("" if none
+// came). Caddy writes a request's log lines after answering it, so a client
+// can see the answer first.
+func (s *server) waitLine(timeout time.Duration, substrs ...string) string {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		out, changed := s.logs.snapshot()
+		lines := strings.Split(out, "\n")
+		for _, l := range lines[:len(lines)-1] { // the last one is not finished
+			if containsAll(l, substrs) {
+				return l
+			}
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return ""
+		}
+	}
+}
+
+func containsAll(s string, substrs []string) bool {
+	for _, sub := range substrs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }
 
 // start runs `imagegate run` with caddyfile and waits until every address
@@ -105,8 +191,11 @@ func start(t *testing.T, caddyfile string, env []string, waitFor ...string) *ser
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- s.cmd.Wait() }()
+	// exited is closed when the process is gone (waitErr is then set), so
+	// both the wait below and the cleanup can see it.
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = s.cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = s.cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -114,6 +203,10 @@ func start(t *testing.T, caddyfile string, env []string, waitFor ...string) *ser
 		case <-time.After(10 * time.Second):
 			_ = s.cmd.Process.Kill()
 			<-exited
+		}
+		// The race detector reports on stderr and lets the process go on.
+		if strings.Contains(s.logs.String(), "WARNING: DATA RACE") {
+			t.Error("the race detector reported a data race in imagegate")
 		}
 		if t.Failed() {
 			t.Logf("imagegate output:\n%s", s.logs.String())
@@ -128,8 +221,8 @@ func start(t *testing.T, caddyfile string, env []string, waitFor ...string) *ser
 				break
 			}
 			select {
-			case err := <-exited:
-				t.Fatalf("imagegate exited before listening on %s: %v\n%s", addr, err, s.logs.String())
+			case <-exited:
+				t.Fatalf("imagegate exited before listening on %s: %v\n%s", addr, waitErr, s.logs.String())
 			case <-time.After(50 * time.Millisecond):
 			}
 			if time.Now().After(deadline) {

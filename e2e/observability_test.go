@@ -25,7 +25,6 @@ const (
 	dashboardPath  = "../ops/grafana-dashboard.json"
 	promConfigPath = "../ops/prometheus.yml"
 	observedID     = "8a3c64a1-5c1e-4d7e-9b43-0f2a6e1d9c7b"
-	promSkipMsg    = "is not installed (Debian package prometheus); .ci/run installs it"
 )
 
 // observed is a running gateway with Caddy's admin endpoint on loopback.
@@ -298,10 +297,7 @@ func TestDashboardQueriesResolve(t *testing.T) {
 
 // TestPromtoolCheckConfig lints the shipped scrape config.
 func TestPromtoolCheckConfig(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Skip("promtool " + promSkipMsg)
-	}
+	promtool := requireTool(t, "promtool")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, promtool, "check", "config", promConfigPath).CombinedOutput()
@@ -314,10 +310,7 @@ func TestPromtoolCheckConfig(t *testing.T) {
 // serves (Caddy's own families included) with `promtool check metrics`,
 // which must report nothing.
 func TestPromtoolCheckMetrics(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Skip("promtool " + promSkipMsg)
-	}
+	promtool := requireTool(t, "promtool")
 	o := startObserved(t)
 	o.send(t, traffic{redirect: 2, json: 1, notModified: 1, notFound: 1, badRequest: 1})
 	text := o.scrape(t)
@@ -405,10 +398,7 @@ func sumBy(pr promResponse, label string) (map[string]float64, error) {
 // every second, and returns its base URL once it is ready.
 func startPrometheus(t *testing.T, target string) string {
 	t.Helper()
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Skip("prometheus " + promSkipMsg)
-	}
+	bin := requireTool(t, "prometheus")
 	dir := t.TempDir() // before the cleanup below, so removed after Prometheus exits
 	cfg := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`global:
@@ -481,9 +471,7 @@ scrape_configs:
 // It then runs every dashboard query against the same Prometheus, so each is
 // valid PromQL.
 func TestPrometheusScrapesGateway(t *testing.T) {
-	if _, err := exec.LookPath("prometheus"); err != nil {
-		t.Skip("prometheus " + promSkipMsg)
-	}
+	requireTool(t, "prometheus")
 	o := startObserved(t)
 	prom := startPrometheus(t, o.admin)
 
