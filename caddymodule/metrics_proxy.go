@@ -73,10 +73,9 @@ func (proxyObserver) Sent(n int64)         { proxyMetrics.sent.Add(float64(n)) }
 
 // Fetched counts a fetch; a 200 is what Cloudflare bills, so it is the
 // proxy-mode billable delivery. Cache hits and refusals never are.
-func (o proxyObserver) Fetched(status int, d time.Duration) {
+func (o proxyObserver) Fetched(k imageproxy.Key, status int, d time.Duration) {
 	proxyMetrics.fetchClass[min(status/100, 5)].Inc()
 	proxyMetrics.fetchTime.Observe(d.Seconds())
-	k := imageproxy.Key{} // TODO(lead): the key arrives with the Observer change
 	if status == 200 {
 		if vs, ok := o.variants[k.Variant]; ok {
 			vs.billable.Inc()

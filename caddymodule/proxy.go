@@ -148,10 +148,11 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request, vs *variant
 		return h.refuse(w, r, vs, out, ue)
 	}
 	if err != nil {
-		// The answer had started: nothing to do but let the server drop
-		// the connection and log it.
+		// The answer had started and was cut short (upstream broke off, or
+		// the client left): abort the connection, as reverse_proxy does, so
+		// the client cannot take a truncated body for a whole one.
 		vs.count(outcomeUpstreamError)
-		return err
+		panic(http.ErrAbortHandler)
 	}
 	setOutcome(r, outcomeProxied)
 	vs.served(outcomeProxied, false, u.Expires.Sub(now).Seconds())

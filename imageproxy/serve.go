@@ -1,0 +1,261 @@
+package imageproxy
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Serve answers r, already authorized for k, with the image body: from
+// the first tier that holds k, or else from upstreamURL, a signed
+// delivery URL that never appears in errors.
+//
+// A stored object is answered through http.ServeContent, so conditional
+// requests get 304, ranges 206, HEAD no body, and every answer carries
+// Content-Length, Content-Type, a strong ETag and Last-Modified when
+// upstream sent one. Headers the caller set on w, such as Cache-Control
+// and Vary, are kept.
+//
+// On a miss, one upstream fetch per key runs at a time; every miss for k
+// that arrives while it runs is answered from it. A plain GET (no Range,
+// no preconditions) is streamed as the body arrives: by the request that
+// started the fetch always, by the others when upstream sent a
+// Content-Length. Streamed answers carry upstream's ETag only if it is
+// strong, as the hash ETag needs the whole body. Other requests wait for
+// the whole body and are answered as from a tier. A body over MaxObject
+// is not stored: it streams with constant memory to the request that
+// started the fetch, as a 200 whatever the request's range or
+// preconditions, while the requests that joined make fetches of their own.
+//
+// Serve returns nil once the answer is written. An *UpstreamError means
+// nothing was written and the caller answers with its Status. Any other
+// error wraps http.ErrAbortHandler: the answer was cut short (upstream
+// failed after bytes were sent, or the client left), and the caller writes
+// nothing more; it may panic with http.ErrAbortHandler to reset the
+// connection, so that a client reading a body without Content-Length does
+// not take a truncated image for a whole one.
+func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, k Key, upstreamURL string) error {
+	ctx := r.Context()
+	stored := p.stored.Load()
+	if obj, ok := p.lookup(ctx, k); ok {
+		p.serveObject(w, r, obj)
+		return nil
+	}
+	f, leader := p.join(k)
+	if leader && p.stored.Load() != stored {
+		// A fetch stored an object after the lookup above, and may have
+		// been k's: look again rather than fetch twice.
+		if obj, ok := p.lookup(ctx, k); ok {
+			p.complete(k, f, obj)
+			p.serveObject(w, r, obj)
+			return nil
+		}
+	}
+	p.obs.CacheMiss()
+	if leader {
+		go p.fetch(ctx, k, f, upstreamURL)
+	}
+	return p.follow(w, r, k, upstreamURL, f, leader)
+}
+
+// lookup returns k's object from the first tier that holds it, filling
+// the tiers before that one.
+func (p *Proxy) lookup(ctx context.Context, k Key) (*Object, bool) {
+	for i, t := range p.tiers {
+		obj, ok := t.Get(ctx, k)
+		if !ok {
+			continue
+		}
+		p.obs.CacheHit(t.Name())
+		if i > 0 {
+			sctx := context.WithoutCancel(ctx)
+			for _, e := range p.tiers[:i] {
+				e.Set(sctx, k, obj, p.ttl)
+			}
+		}
+		return obj, true
+	}
+	return nil, false
+}
+
+// serveObject answers r with obj through http.ServeContent.
+func (p *Proxy) serveObject(w http.ResponseWriter, r *http.Request, obj *Object) {
+	h := w.Header()
+	if obj.ContentType != "" { // else ServeContent sniffs one
+		h["Content-Type"] = []string{obj.ContentType}
+	}
+	if obj.ETag != "" {
+		h["Etag"] = []string{obj.ETag}
+	}
+	body := &countingReader{}
+	body.r.Reset(obj.Body)
+	http.ServeContent(w, r, "", obj.LastModified, body)
+	p.obs.Sent(body.n)
+}
+
+// countingReader counts the bytes ServeContent reads, which are the body
+// bytes it writes: it reads only what it sends.
+type countingReader struct {
+	r bytes.Reader
+	n int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingReader) Seek(offset int64, whence int) (int64, error) {
+	return c.r.Seek(offset, whence)
+}
+
+// follow answers r from flight f, as its leader or as a request that
+// joined it.
+func (p *Proxy) follow(w http.ResponseWriter, r *http.Request, k Key, rawURL string, f *flight, leader bool) error {
+	if leader {
+		defer f.leave()
+	}
+	stream := plainGet(r)
+	started := false // the status line and headers are written
+	var sent int64   // body bytes written
+	var rc *http.ResponseController
+	for {
+		f.mu.Lock()
+		state, m, buf, wake := f.state, f.meta, f.buf, f.wake
+		obj, ferr := f.obj, f.err
+		var resp *http.Response
+		var cancel context.CancelFunc
+		if state == stateHandoff && leader {
+			resp, cancel, f.resp = f.resp, f.cancel, nil
+		}
+		f.mu.Unlock()
+
+		switch state {
+		case stateDone:
+			if !started {
+				p.serveObject(w, r, obj)
+				return nil
+			}
+			n, err := w.Write(obj.Body[sent:])
+			p.obs.Sent(sent + int64(n))
+			if err != nil {
+				return abort(err)
+			}
+			return nil
+		case stateFailed:
+			if !started {
+				return ferr
+			}
+			p.obs.Sent(sent)
+			return abort(ferr)
+		case stateHandoff:
+			if resp != nil {
+				return p.passThrough(w, r, k, m, buf[sent:], resp, cancel, started, sent, f.start, rawURL)
+			}
+			if started { // a joined request streams only bodies of known length, which cannot outgrow MaxObject
+				p.obs.Sent(sent)
+				return abort(errTooBig)
+			}
+			return p.direct(w, r, k, rawURL)
+		case stateBody:
+			if stream && (leader || m.length >= 0) {
+				if !started {
+					writeHeader(w, m)
+					started = true
+					rc = http.NewResponseController(w)
+				}
+				if sent < int64(len(buf)) {
+					n, err := w.Write(buf[sent:])
+					sent += int64(n)
+					if err != nil {
+						p.obs.Sent(sent)
+						return abort(err)
+					}
+					rc.Flush() // an error means w cannot flush; the bytes go out later
+					continue
+				}
+			}
+		}
+		select {
+		case <-wake:
+		case <-r.Context().Done():
+			p.obs.Sent(sent)
+			return abort(context.Cause(r.Context()))
+		}
+	}
+}
+
+// writeHeader writes a 200 with the upstream headers in m.
+func writeHeader(w http.ResponseWriter, m meta) {
+	h := w.Header()
+	if m.contentType != "" {
+		h.Set("Content-Type", m.contentType)
+	}
+	if m.length >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(m.length, 10))
+	}
+	if m.etag != "" {
+		h.Set("Etag", m.etag)
+	}
+	if !m.lastModified.IsZero() {
+		h.Set("Last-Modified", m.lastModified.UTC().Format(http.TimeFormat))
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// passThrough streams an uncacheable body to r's client: prefix, the
+// part already read, then the rest of resp. The client is its only reader
+// now, so its departure cancels the fetch. sent counts the body bytes
+// already written, started whether the headers were.
+func (p *Proxy) passThrough(w http.ResponseWriter, r *http.Request, k Key, m meta, prefix []byte,
+	resp *http.Response, cancel context.CancelFunc, started bool, sent int64, start time.Time, rawURL string) error {
+	defer cancel()
+	defer resp.Body.Close()
+	stop := context.AfterFunc(r.Context(), cancel)
+	defer stop()
+	status := resp.StatusCode
+	defer func() {
+		p.obs.Fetched(k, status, time.Since(start))
+		p.obs.Sent(sent)
+	}()
+	if !started {
+		writeHeader(w, m)
+		if r.Method == http.MethodHead {
+			return nil
+		}
+	}
+	n, err := w.Write(prefix)
+	sent += int64(n)
+	if err != nil {
+		return abort(err)
+	}
+	// io.Copy uses w's ReadFrom when it has one (net/http's does, with
+	// pooled buffers), else one 32 KiB buffer: constant memory either way.
+	n64, err := io.Copy(w, resp.Body)
+	sent += n64
+	if err != nil {
+		if r.Context().Err() == nil {
+			status = 0 // upstream broke off, not the client
+		}
+		return abort(scrub(err, rawURL))
+	}
+	return nil
+}
+
+// direct is a request's own uncached fetch, for a key whose shared fetch
+// found a body over MaxObject. Its context is the request's: nobody else
+// reads this body.
+func (p *Proxy) direct(w http.ResponseWriter, r *http.Request, k Key, rawURL string) error {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
+	resp, err := p.get(ctx, k, rawURL, start)
+	if err != nil {
+		cancel()
+		return err
+	}
+	return p.passThrough(w, r, k, metaOf(resp), nil, resp, cancel, false, 0, start, rawURL)
+}
