@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/seed-a64a90cf/imagegate/fleet"
 )
 
 // Collectors of the shared Redis tier, process-wide like the others.
@@ -30,6 +32,14 @@ var fleetMetrics = struct {
 		Help:    "Time of Redis operations, by operation.",
 		Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25},
 	}, []string{"op"}),
+}
+
+func init() {
+	for _, op := range []string{fleet.OpGet, fleet.OpSet, fleet.OpDel, fleet.OpLimit, fleet.OpPublish} {
+		fleetMetrics.ops.WithLabelValues(op)
+		fleetMetrics.opErrors.WithLabelValues(op)
+		fleetMetrics.opTime.WithLabelValues(op)
+	}
 }
 
 func observeRedisOp(op string, d time.Duration, err error) {

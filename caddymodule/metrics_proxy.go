@@ -50,6 +50,11 @@ func init() {
 	for i, n := range names {
 		proxyMetrics.fetchClass[i] = proxyMetrics.fetches.WithLabelValues(n)
 	}
+	// Every series exists from the start, so dashboards and alerts see
+	// zeros rather than nothing.
+	for _, tier := range []string{"memory", "redis"} {
+		proxyMetrics.hits.WithLabelValues(tier)
+	}
 }
 
 // residentBytes sums the memory tiers of live configs.
