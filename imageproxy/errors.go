@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -70,12 +71,16 @@ func fetchError(ctx context.Context, err error, rawURL string) *UpstreamError {
 // errHidden stands for a cause whose text would reveal the signed URL.
 var errHidden = errors.New("request failed (cause withheld: it names the signed URL)")
 
-// scrub returns err without the upstream URL: the cause inside a
-// *url.Error, or errHidden if the text still holds the URL's query.
+// scrub returns err without the upstream URL or address: the cause inside
+// a *url.Error, a *net.OpError's operation and cause without its
+// addresses, or errHidden if the text still holds the URL's query.
 func scrub(err error, rawURL string) error {
 	var ue *url.Error
 	for errors.As(err, &ue) {
 		err = ue.Err
+	}
+	if oe, ok := errors.AsType[*net.OpError](err); ok && oe.Err != nil {
+		err = fmt.Errorf("%s: %w", oe.Op, oe.Err)
 	}
 	if _, query, ok := strings.Cut(rawURL, "?"); ok && query != "" && strings.Contains(err.Error(), query) ||
 		strings.Contains(err.Error(), rawURL) || strings.Contains(err.Error(), "sig=") {

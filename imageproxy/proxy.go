@@ -163,7 +163,7 @@ func (p *Proxy) Purge(ctx context.Context, keys ...Key) int {
 
 type nopObserver struct{}
 
-func (nopObserver) CacheHit(string)            {}
-func (nopObserver) CacheMiss()                 {}
+func (nopObserver) CacheHit(string)                 {}
+func (nopObserver) CacheMiss()                      {}
 func (nopObserver) Fetched(Key, int, time.Duration) {}
-func (nopObserver) Sent(int64)                 {}
+func (nopObserver) Sent(int64)                      {}
