@@ -2,6 +2,8 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
@@ -122,7 +124,16 @@ func (h *Handler) limiter(name string, rate limit.Rate) limit.Limiter {
 	if h.fleet == nil || rate.Off() {
 		return local
 	}
-	return fleet.NewLimiter(h.fleet.client, name, rate, local)
+	return fleet.NewLimiter(h.fleet.client, name, rate, local).HashSubjectsWith(h.limitKey)
+}
+
+// limiterSecret derives the key that hashes subjects in Redis from the
+// signing key, the one secret every replica of a fleet shares. A key
+// rotation starts the counts afresh.
+func limiterSecret(signingKey []byte) []byte {
+	m := hmac.New(sha256.New, signingKey)
+	m.Write([]byte("imagegate: limiter subject key v1"))
+	return m.Sum(nil)
 }
 
 // cleanupRedis releases the handler's hold on the shared connection.

@@ -194,6 +194,7 @@ type Handler struct {
 	memKey     string             // the memory tier's key in memoryTiers, to release
 	fleet      *fleetConn         // the shared Redis, or nil
 	fleetKey   string             // its key in fleets, to release
+	limitKey   []byte             // keys subjects' hashes in Redis
 	variants   map[string]*variantState
 	prefix     string // Prefix, without a trailing slash
 	keyID      string
@@ -247,6 +248,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	r := newResolver()
 	cfg := h.gatewayConfig(r)
 	errs := []error{r.err(), cfg.Validate()}
+	h.limitKey = limiterSecret(cfg.SigningKey)
 	if err := h.provisionRedis(newResolver()); err != nil {
 		errs = append(errs, err)
 	} else if err := h.provisionSession(ctx); err != nil {

@@ -7,7 +7,8 @@ import (
 	"github.com/seed-a64a90cf/imagegate/imageref"
 )
 
-// Fit modes of a variant (CLOUDFLARE.md §4).
+// Fit modes of a variant
+// (https://developers.cloudflare.com/images/transform-images/transform-via-url/#fit).
 const (
 	FitScaleDown = "scale-down"
 	FitContain   = "contain"

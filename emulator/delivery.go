@@ -9,7 +9,9 @@ import (
 	"strings"
 )
 
-// Delivery error codes (CLOUDFLARE.md §7). Each is sent as a plain-text
+// Delivery error codes
+// (https://developers.cloudflare.com/images/reference/troubleshooting/).
+// Each is sent as a plain-text
 // "ERROR <code>: <message>" body with a Cf-Resized: err=<code> header.
 const (
 	codeUnsupportedImage = 9412
@@ -21,13 +23,29 @@ const (
 	codeBadDelivery      = 9432
 )
 
+// Delivery describes one answered delivery request, for Config.OnDelivery.
+type Delivery struct {
+	// Image is the id of the stored image the request named, or "" when
+	// it named none (wrong account hash, unknown id, malformed path).
+	Image string
+	// Variant is a named variant that exists, "flexible", or "other".
+	Variant string
+	// Format is the subtype of the image sent or revalidated ("jpeg",
+	// "png" or "webp"), or "" for an error answer.
+	Format string
+	// Status is the HTTP status sent.
+	Status int
+	// NotModified is true for a 304 Not Modified answer.
+	NotModified bool
+}
+
 // serveDelivery serves GET /<account_hash>/<image_id>/<variant> (p is the
 // path with any /cdn-cgi/imagedelivery prefix removed) and reports the
 // outcome to the OnDelivery hook.
 func (e *Emulator) serveDelivery(w http.ResponseWriter, r *http.Request, p string) {
-	label, status, notModified := e.deliver(w, r, p)
+	d := e.deliver(w, r, p)
 	if e.cfg.OnDelivery != nil {
-		e.cfg.OnDelivery(label, status, notModified)
+		e.cfg.OnDelivery(d)
 	}
 }
 
@@ -39,31 +57,38 @@ type spec struct {
 
 // deliver runs Cloudflare's delivery checks in its documented order:
 // account hash, image, variant, signature; then renders.
-func (e *Emulator) deliver(w http.ResponseWriter, r *http.Request, p string) (label string, status int, notModified bool) {
-	label = "other"
+func (e *Emulator) deliver(w http.ResponseWriter, r *http.Request, p string) Delivery {
+	d := Delivery{Variant: "other"}
+	// Every answer depends on Accept, errors included: a cache must not
+	// give a WebP client's answer to another client, whatever it is.
+	w.Header().Set("Vary", "Accept")
+	fail := func(status, code int, msg string) Delivery {
+		d.Status = deliveryError(w, status, code, msg)
+		return d
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return label, deliveryError(w, http.StatusMethodNotAllowed, codeBadDelivery, "Bad request"), false
+		return fail(http.StatusMethodNotAllowed, codeBadDelivery, "Bad request")
 	}
 	segs := strings.Split(strings.TrimPrefix(p, "/"), "/")
 	if len(segs) < 3 {
-		return label, deliveryError(w, http.StatusBadRequest, codeBadDelivery, "Bad request"), false
+		return fail(http.StatusBadRequest, codeBadDelivery, "Bad request")
 	}
 	hash, rawID, rawVariant := segs[0], strings.Join(segs[1:len(segs)-1], "/"), segs[len(segs)-1]
 
 	variantName, err := url.PathUnescape(rawVariant)
 	if err != nil {
-		return label, deliveryError(w, http.StatusBadRequest, codeBadDelivery, "Bad request"), false
+		return fail(http.StatusBadRequest, codeBadDelivery, "Bad request")
 	}
 	flexible := strings.Contains(variantName, "=")
 	variant, named := Variant{}, false
 	if flexible {
-		label = "flexible"
+		d.Variant = "flexible"
 	} else if variant, named = e.variantByName(variantName); named {
-		label = variant.ID
+		d.Variant = variant.ID
 	}
 
 	if hash != e.cfg.AccountHash {
-		return label, deliveryError(w, http.StatusForbidden, codeWrongHash, "Incorrect account hash"), false
+		return fail(http.StatusForbidden, codeWrongHash, "Incorrect account hash")
 	}
 	id, ok := unescapeID(rawID)
 	rec, found := Record{}, false
@@ -71,19 +96,20 @@ func (e *Emulator) deliver(w http.ResponseWriter, r *http.Request, p string) (la
 		rec, found = e.store.Get(id)
 	}
 	if !found || rec.Draft {
-		return label, deliveryError(w, http.StatusNotFound, codeNotFound, "Image not found"), false
+		return fail(http.StatusNotFound, codeNotFound, "Image not found")
 	}
+	d.Image = rec.ID
 
 	var sp spec
 	switch {
 	case flexible && !e.cfg.FlexibleVariants:
-		return label, deliveryError(w, http.StatusForbidden, codeFlexible, "Flexible variants are not enabled"), false
+		return fail(http.StatusForbidden, codeFlexible, "Flexible variants are not enabled")
 	case flexible:
 		if sp, ok = parseFlexible(variantName); !ok {
-			return label, deliveryError(w, http.StatusBadRequest, codeBadDelivery, "Bad request"), false
+			return fail(http.StatusBadRequest, codeBadDelivery, "Bad request")
 		}
 	case !named:
-		return label, deliveryError(w, http.StatusNotFound, codeNotFound, "Variant not found"), false
+		return fail(http.StatusNotFound, codeNotFound, "Variant not found")
 	default:
 		sp = spec{fit: variant.Options.Fit, w: variant.Options.Width, h: variant.Options.Height}
 	}
@@ -94,22 +120,23 @@ func (e *Emulator) deliver(w http.ResponseWriter, r *http.Request, p string) (la
 		st, _ := e.store.State()
 		// Flexible variants can never be signed, so they never pass here.
 		if exp, ok = verifySignature(r.URL.EscapedPath(), r.URL.RawQuery, st.Keys, e.now()); flexible || !ok {
-			return label, deliveryError(w, http.StatusForbidden, codeAccessDenied, "Image access denied"), false
+			return fail(http.StatusForbidden, codeAccessDenied, "Image access denied")
 		}
 	}
 
-	out, err := e.rendered(rec, sp)
+	out, err := e.rendered(rec, sp, acceptsWebP(r.Header.Values("Accept")))
 	switch {
-	case errors.Is(err, errCanvasTooLarge):
-		return label, deliveryError(w, http.StatusForbidden, codeTooBig, "Image too big"), false
+	case errors.Is(err, errCanvasTooLarge), errors.Is(err, errDecodeTooLarge):
+		return fail(http.StatusForbidden, codeTooBig, "Image too big")
 	case err != nil:
-		return label, deliveryError(w, http.StatusUnsupportedMediaType, codeUnsupportedImage, "Unsupported image"), false
+		return fail(http.StatusUnsupportedMediaType, codeUnsupportedImage, "Unsupported image")
 	}
 
 	h := w.Header()
 	if private {
 		// Cloudflare derives a private image's cache time from exp, and
-		// that time "can be as short as one hour" (CLOUDFLARE.md §2).
+		// that time "can be as short as one hour"
+		// (https://developers.cloudflare.com/images/manage-images/serve-images/serve-private-images/).
 		h.Set("Cache-Control", "private, max-age="+strconv.FormatInt(max(3600, exp-e.now().Unix()), 10))
 	} else {
 		ttl := int64(e.cfg.BrowserTTL.Seconds())
@@ -119,10 +146,11 @@ func (e *Emulator) deliver(w http.ResponseWriter, r *http.Request, p string) (la
 		h.Set("Cache-Control", fmt.Sprintf("public, max-age=%d, stale-while-revalidate=7200", ttl))
 	}
 	h.Set("ETag", out.etag)
-	h.Set("Vary", "Accept")
+	d.Format = out.format
 	if etagMatches(r.Header.Get("If-None-Match"), out.etag) {
 		w.WriteHeader(http.StatusNotModified)
-		return label, http.StatusNotModified, true
+		d.Status, d.NotModified = http.StatusNotModified, true
+		return d
 	}
 	h.Set("Content-Type", out.contentType)
 	h.Set("Content-Length", strconv.Itoa(len(out.body)))
@@ -131,27 +159,105 @@ func (e *Emulator) deliver(w http.ResponseWriter, r *http.Request, p string) (la
 	if r.Method == http.MethodGet {
 		w.Write(out.body)
 	}
-	return label, http.StatusOK, false
+	d.Status = http.StatusOK
+	return d
 }
+
+// errDecodeTooLarge is an image whose decoding would take more memory
+// than Config.MaxDecodeBytes: stored before the limit was lowered, or put
+// in the store by other means than an upload.
+var errDecodeTooLarge = errors.New("decoding the image would exceed the memory limit")
 
 // rendered returns the encoded variant, from the cache when it can. The key
 // holds the record's sequence number, which a re-upload under the same id
-// changes, and the geometry, which a variant PATCH changes.
-func (e *Emulator) rendered(rec Record, sp spec) (*rendered, error) {
-	key := fmt.Sprintf("%d|%s|%d|%d", rec.Seq, sp.fit, sp.w, sp.h)
+// changes, the geometry, which a variant PATCH changes, and the output
+// format. Concurrent misses for one key render once, and at most
+// Config.MaxConcurrentDecodes renders run at a time.
+func (e *Emulator) rendered(rec Record, sp spec, asWebP bool) (*rendered, error) {
+	key := fmt.Sprintf("%d|%s|%d|%d|%t", rec.Seq, sp.fit, sp.w, sp.h, asWebP)
 	if out, ok := e.cache.Get(key); ok {
 		return out, nil
 	}
-	src, err := e.store.Blob(rec.ID)
+	v, err, _ := e.renders.Do(key, func() (any, error) {
+		if out, ok := e.cache.Get(key); ok {
+			return out, nil // rendered by a call that finished just before
+		}
+		// The slot is taken before the original is read, so that at most
+		// MaxConcurrentDecodes originals are in memory at once.
+		release := e.decodeSlot()
+		defer release()
+		src, err := e.store.Blob(rec.ID)
+		if err != nil {
+			return nil, err
+		}
+		hd, err := readHeader(src)
+		if err != nil {
+			return nil, err
+		}
+		g := fitGeometry(sp.fit, hd.Width, hd.Height, sp.w, sp.h)
+		switch {
+		case hd.decodeBytes > e.cfg.MaxDecodeBytes:
+			return nil, errDecodeTooLarge
+		case int64(g.canvasW)*int64(g.canvasH) > MaxArea,
+			resizeBytes(hd.Width, hd.Height, g, asWebP) > e.cfg.MaxDecodeBytes:
+			return nil, errCanvasTooLarge
+		}
+		out, err := render(src, hd, g, asWebP)
+		if err != nil {
+			return nil, err
+		}
+		e.cache.Add(key, out)
+		return out, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	out, err := render(src, sp.fit, sp.w, sp.h)
-	if err != nil {
-		return nil, err
+	return v.(*rendered), nil
+}
+
+// decodeSlot waits for one of the Config.MaxConcurrentDecodes decode slots
+// and returns the function that frees it.
+func (e *Emulator) decodeSlot() (release func()) {
+	e.decodeSlots <- struct{}{}
+	return func() { <-e.decodeSlots }
+}
+
+// acceptsWebP reports whether an Accept header lists image/webp with a
+// non-zero quality. A wildcard does not count: browsers that decode WebP
+// name it, while a client that takes */* may not decode it.
+func acceptsWebP(accept []string) bool {
+	found := false
+	for _, line := range accept {
+		for _, rng := range strings.Split(line, ",") {
+			typ, params, _ := strings.Cut(rng, ";")
+			if !strings.EqualFold(strings.TrimSpace(typ), "image/webp") {
+				continue
+			}
+			if q, ok := quality(params); !ok || q == 0 {
+				return false // q=0 (or a malformed q) refuses it
+			}
+			found = true
+		}
 	}
-	e.cache.Add(key, out)
-	return out, nil
+	return found
+}
+
+// quality returns the q parameter of a media range's parameters (RFC 9110
+// §12.4.2), 1 when it has none.
+func quality(params string) (float64, bool) {
+	for _, p := range strings.Split(params, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if !strings.EqualFold(strings.TrimSpace(k), "q") {
+			continue
+		}
+		q, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || !(q >= 0 && q <= 1) { // NaN too
+
+			return 0, false
+		}
+		return q, true
+	}
+	return 1, true
 }
 
 // parseFlexible parses option-style variants ("w=400,h=300,fit=cover").

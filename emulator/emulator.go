@@ -21,12 +21,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/seed-a64a90cf/imagegate/imageref"
 )
@@ -95,19 +97,45 @@ type Config struct {
 	RenderCacheEntries int
 	// Now is the clock. Default time.Now. Tests inject their own.
 	Now func() time.Time
-	// OnDelivery, if set, is called once per delivery request with the
-	// variant label (a named variant that exists, "flexible", or "other"),
-	// the HTTP status sent, and whether it was a 304 Not Modified. It lets
-	// callers count billable deliveries without this package knowing how.
-	OnDelivery func(variant string, status int, notModified bool)
+	// MaxDecodeBytes bounds the memory one image may take to decode,
+	// estimated from its header before any pixel is allocated (width ×
+	// height × the bytes per pixel of its colour model, more for
+	// progressive JPEG and interlaced PNG), and separately the memory one
+	// resize may take (scaler scratch and output canvas). Uploads over it
+	// are refused (5413); deliveries of stored images over it answer 9413
+	// without decoding. Default DefaultMaxDecodeBytes (256 MiB).
+	MaxDecodeBytes int64
+	// MaxConcurrentDecodes bounds how many images are decoded at once,
+	// for variant renders and upload checks together, so decoding takes at
+	// most about 2 × MaxDecodeBytes × MaxConcurrentDecodes. Concurrent
+	// requests for one variant in one format share one render whatever
+	// this is. Default runtime.NumCPU().
+	MaxConcurrentDecodes int
+	// OnDelivery, if set, is called once per delivery request with what
+	// was answered. It lets callers count billable deliveries (one per 200
+	// answer) without this package knowing how.
+	OnDelivery func(Delivery)
+	// AnyHost lets the emulator answer whatever Host a request names.
+	// Default false: only a loopback IP literal (127.0.0.0/8, [::1]),
+	// "localhost", or the host of BaseURL, on any port; any other Host gets
+	// 421 Misdirected Request, so that a web page whose DNS name is
+	// rebound to 127.0.0.1 cannot read the API or the signing keys.
+	AnyHost bool
 }
 
 // Emulator is a local Cloudflare Images. Create it with New.
 type Emulator struct {
 	cfg   Config
 	store Store
-	// cache holds rendered variants, keyed by record sequence and geometry.
+	// cache holds rendered variants, keyed by record sequence, geometry
+	// and output format.
 	cache *lru.Cache[string, *rendered]
+	// renders coalesces concurrent render-cache misses for one key.
+	renders singleflight.Group
+	// decodeSlots holds a token per decode in progress.
+	decodeSlots chan struct{}
+	// baseHost is the host of cfg.BaseURL, which the Host check accepts.
+	baseHost string
 
 	// mu serialises read-modify-write sequences on the store (upload URL
 	// use, id uniqueness, key and variant changes). Reads do not take it.
@@ -147,6 +175,12 @@ func New(cfg Config) (*Emulator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.MaxDecodeBytes == 0 {
+		cfg.MaxDecodeBytes = DefaultMaxDecodeBytes
+	}
+	if cfg.MaxConcurrentDecodes == 0 {
+		cfg.MaxConcurrentDecodes = runtime.NumCPU()
+	}
 
 	if !isAccountID(cfg.AccountID) {
 		return nil, fmt.Errorf("emulator: account id must be 32 lowercase hex digits")
@@ -154,6 +188,7 @@ func New(cfg Config) (*Emulator, error) {
 	if !imageref.IsURLSafe(cfg.AccountHash) || cfg.AccountHash == "client" || cfg.AccountHash == "cdn-cgi" {
 		return nil, fmt.Errorf("emulator: account hash must be URL-safe ([A-Za-z0-9_-]) and not a reserved path word")
 	}
+	var baseHost string
 	if cfg.BaseURL != "" {
 		u, err := url.Parse(cfg.BaseURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
@@ -161,9 +196,11 @@ func New(cfg Config) (*Emulator, error) {
 			return nil, fmt.Errorf("emulator: base URL must be an absolute http(s) URL with no path, query or credentials")
 		}
 		cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
+		baseHost = u.Hostname()
 	}
-	if cfg.BrowserTTL < 0 || cfg.ImageQuota < 0 || cfg.RenderCacheEntries < 0 {
-		return nil, fmt.Errorf("emulator: browser TTL, image quota and render cache size must not be negative")
+	if cfg.BrowserTTL < 0 || cfg.ImageQuota < 0 || cfg.RenderCacheEntries < 0 ||
+		cfg.MaxDecodeBytes < 0 || cfg.MaxConcurrentDecodes < 0 {
+		return nil, fmt.Errorf("emulator: browser TTL, image quota, render cache size and decode limits must not be negative")
 	}
 	for _, v := range cfg.Variants {
 		if err := validateVariant(v); err != nil {
@@ -175,7 +212,13 @@ func New(cfg Config) (*Emulator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("emulator: creating render cache: %w", err)
 	}
-	e := &Emulator{cfg: cfg, store: cfg.Store, cache: cache}
+	e := &Emulator{
+		cfg:         cfg,
+		store:       cfg.Store,
+		cache:       cache,
+		decodeSlots: make(chan struct{}, cfg.MaxConcurrentDecodes),
+		baseHost:    baseHost,
+	}
 	if err := e.seedState(); err != nil {
 		return nil, err
 	}
@@ -209,8 +252,13 @@ func (e *Emulator) seedState() error {
 	return nil
 }
 
-// ServeHTTP routes a request to the API, the upload host or delivery.
+// ServeHTTP routes a request to the API, the upload host or delivery,
+// after checking its Host (see Config.AnyHost).
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !e.cfg.AnyHost && !e.hostAllowed(r.Host) {
+		misdirected(w)
+		return
+	}
 	p := r.URL.EscapedPath()
 	switch {
 	case strings.HasPrefix(p, "/client/v4/"):
@@ -327,7 +375,9 @@ func (e *Emulator) authorized(r *http.Request) bool {
 	return ok && subtle.ConstantTimeCompare([]byte(tok), []byte(e.cfg.APIToken)) == 1
 }
 
-// baseURL is the external base for upload and delivery URLs in responses.
+// baseURL is the external base for upload and delivery URLs in responses:
+// the configured one, else the request's scheme and Host, which ServeHTTP
+// has checked unless Config.AnyHost is set.
 func (e *Emulator) baseURL(r *http.Request) string {
 	if e.cfg.BaseURL != "" {
 		return e.cfg.BaseURL

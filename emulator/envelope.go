@@ -41,7 +41,7 @@ func errf(status, code int, message string) *codedError {
 	return &codedError{status: status, code: code, message: message}
 }
 
-// Error codes. The 5xxx codes are Cloudflare Images' (CLOUDFLARE.md §7);
+// Error codes. The 5xxx codes are those Cloudflare Images' API answers with;
 // 7001/7003/10000 are the generic v4 API codes.
 const (
 	codeBadRequest      = 5400

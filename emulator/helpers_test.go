@@ -62,7 +62,8 @@ type testEnv struct {
 	cfg   emulator.Config
 
 	mu         sync.Mutex
-	deliveries []delivery
+	grew       *sync.Cond // broadcast, with mu held, at each delivery
+	deliveries []emulator.Delivery
 }
 
 // start is a fixed instant so that tests are reproducible.
@@ -71,12 +72,14 @@ var start = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 func newEnv(t *testing.T, configure func(*emulator.Config)) *testEnv {
 	t.Helper()
 	env := &testEnv{clock: &fakeClock{t: start}}
+	env.grew = sync.NewCond(&env.mu)
 	cfg := emulator.Config{
 		Now: env.clock.Now,
-		OnDelivery: func(variant string, status int, notModified bool) {
+		OnDelivery: func(d emulator.Delivery) {
 			env.mu.Lock()
 			defer env.mu.Unlock()
-			env.deliveries = append(env.deliveries, delivery{variant, status, notModified})
+			env.deliveries = append(env.deliveries, d)
+			env.grew.Broadcast()
 		},
 	}
 	if configure != nil {
@@ -98,10 +101,30 @@ func newEnv(t *testing.T, configure func(*emulator.Config)) *testEnv {
 	return env
 }
 
+// recorded returns the hook's calls, without image ids and formats.
 func (env *testEnv) recorded() []delivery {
+	var out []delivery
+	for _, d := range env.delivered() {
+		out = append(out, delivery{d.Variant, d.Status, d.NotModified})
+	}
+	return out
+}
+
+// waitDeliveries waits until the hook has been called n times in all: it
+// runs after the answer is written, so a client can see the answer first.
+func (env *testEnv) waitDeliveries(n int) {
 	env.mu.Lock()
 	defer env.mu.Unlock()
-	return append([]delivery(nil), env.deliveries...)
+	for len(env.deliveries) < n {
+		env.grew.Wait()
+	}
+}
+
+// delivered returns the hook's calls as the emulator made them.
+func (env *testEnv) delivered() []emulator.Delivery {
+	env.mu.Lock()
+	defer env.mu.Unlock()
+	return append([]emulator.Delivery(nil), env.deliveries...)
 }
 
 // do sends a request to the emulator and returns the response with its body read.

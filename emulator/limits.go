@@ -7,9 +7,9 @@ import (
 	"time"
 )
 
-// Cloudflare Images limits (CLOUDFLARE.md §4, §3). Where Cloudflare's unit is
-// ambiguous the emulator takes the smaller reading, so anything it accepts
-// Cloudflare accepts too.
+// Cloudflare Images limits (https://developers.cloudflare.com/images/upload-images/).
+// Where Cloudflare's unit is ambiguous the emulator takes the smaller
+// reading, so anything it accepts Cloudflare accepts too.
 const (
 	// MaxFileBytes is the largest upload: "10 MB" read as 10,000,000 bytes.
 	MaxFileBytes = 10_000_000

@@ -12,6 +12,7 @@ import (
 	"image/png"
 	"math"
 
+	"github.com/gen2brain/webp"
 	"golang.org/x/image/draw"
 )
 
@@ -26,8 +27,9 @@ type geometry struct {
 }
 
 // fitGeometry computes the geometry of fit for a sw×sh source and a w×h
-// box, following Cloudflare's fit semantics (CLOUDFLARE.md §4). A zero w or
-// h leaves that side unconstrained.
+// box, following Cloudflare's fit semantics
+// (https://developers.cloudflare.com/images/transform-images/transform-via-url/#fit).
+// A zero w or h leaves that side unconstrained.
 func fitGeometry(fit string, sw, sh, w, h int) geometry {
 	rw, rh := float64(w)/float64(sw), float64(h)/float64(sh)
 	switch {
@@ -69,23 +71,61 @@ func fitGeometry(fit string, sw, sh, w, h int) geometry {
 type rendered struct {
 	body        []byte
 	contentType string
+	format      string // "jpeg", "png" or "webp"
 	etag        string
 }
 
-var errCanvasTooLarge = errors.New("rendered variant would exceed the 100 megapixel limit")
+// errCanvasTooLarge is a variant whose output, or whose resizing, would
+// take more than the limits allow. Delivery answers it with 9413.
+var errCanvasTooLarge = errors.New("rendered variant would exceed the area or memory limit")
 
-// render decodes src, resizes it per fit into a w×h box and encodes it:
-// PNG when the source is PNG or GIF or the result has transparency, JPEG
-// otherwise. (Cloudflare would also consider AVIF and WebP from Accept.)
-func render(src []byte, fit string, w, h int) (*rendered, error) {
-	img, format, err := image.Decode(bytes.NewReader(src))
+// resizeBytes estimates the memory resizing a w×h source into g takes on
+// top of the decoded source: the pre-shrunk copy, the scaler's scratch
+// buffer (x/image/draw's kernel scalers keep 32 bytes per pixel of a
+// canvas as wide as the output and as tall as their source), the output
+// canvas and, for WebP, the encoder's copy of it.
+func resizeBytes(w, h int, g geometry, webp bool) int64 {
+	sw, sh := int64(w), int64(h)
+	var n int64
+	if iw, ih, ok := preShrink(w, h, g); ok {
+		sw, sh = int64(iw), int64(ih)
+		n += 4 * sw * sh
+	}
+	if sw != int64(g.scaledW) || sh != int64(g.scaledH) {
+		n += 32 * int64(g.scaledW) * sh
+	}
+	canvas := 4 * int64(g.canvasW) * int64(g.canvasH)
+	if webp {
+		canvas *= 3
+	}
+	return n + canvas
+}
+
+// preShrink says whether a w×h source is first reduced, cheaply, to at
+// most twice the scaled size before the Catmull-Rom pass: that pass's
+// scratch buffer grows with the source's height, so a small variant of a
+// large image would otherwise take hundreds of megabytes.
+func preShrink(w, h int, g geometry) (iw, ih int, ok bool) {
+	iw, ih = min(w, 2*g.scaledW), min(h, 2*g.scaledH)
+	return iw, ih, iw < w || ih < h
+}
+
+// webpQuality is the quality of WebP variants, the JPEG one's equal.
+const webpQuality = 85
+
+// render decodes src, resizes it per g and encodes it: WebP when asked,
+// else PNG when the source is PNG or GIF or the result has transparency,
+// and JPEG otherwise. The caller has checked the memory the work takes.
+func render(src []byte, hd header, g geometry, asWebP bool) (*rendered, error) {
+	img, err := hd.decode(src)
 	if err != nil {
 		return nil, fmt.Errorf("decoding image: %w", err)
 	}
 	b := img.Bounds()
-	g := fitGeometry(fit, b.Dx(), b.Dy(), w, h)
-	if int64(g.canvasW)*int64(g.canvasH) > MaxArea {
-		return nil, errCanvasTooLarge
+	if iw, ih, ok := preShrink(b.Dx(), b.Dy(), g); ok {
+		small := image.NewRGBA(image.Rect(0, 0, iw, ih))
+		draw.ApproxBiLinear.Scale(small, small.Bounds(), img, b, draw.Src, nil)
+		img, b = small, small.Bounds() // the decoded source can be freed now
 	}
 	dst := image.NewNRGBA(image.Rect(0, 0, g.canvasW, g.canvasH))
 	op := draw.Src
@@ -102,11 +142,16 @@ func render(src []byte, fit string, w, h int) (*rendered, error) {
 	}
 
 	var out bytes.Buffer
-	ct := "image/jpeg"
-	if format == "png" || format == "gif" || !dst.Opaque() {
-		ct = "image/png"
+	var format string
+	switch {
+	case asWebP:
+		format = "webp"
+		err = webp.Encode(&out, dst, webp.Options{Quality: webpQuality})
+	case hd.name == "png" || hd.name == "gif" || !dst.Opaque():
+		format = "png"
 		err = png.Encode(&out, dst)
-	} else {
+	default:
+		format = "jpeg"
 		err = jpeg.Encode(&out, dst, &jpeg.Options{Quality: 85})
 	}
 	if err != nil {
@@ -115,7 +160,8 @@ func render(src []byte, fit string, w, h int) (*rendered, error) {
 	sum := sha256.Sum256(out.Bytes())
 	return &rendered{
 		body:        out.Bytes(),
-		contentType: ct,
+		contentType: "image/" + format,
+		format:      format,
 		etag:        `"` + hex.EncodeToString(sum[:16]) + `"`,
 	}, nil
 }

@@ -1,29 +1,25 @@
 package emulator
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
-	"image"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	// Decoders for every format the emulator accepts.
-	_ "image/gif"
-	_ "image/jpeg"
-	_ "image/png"
-
-	_ "golang.org/x/image/webp"
 )
 
 // uploadForm is a parsed multipart upload body.
 type uploadForm struct {
-	fields   map[string]string
+	fields map[string]string
+	// lists holds the fields whose name ends in "[]", which may repeat:
+	// the official TypeScript SDK sends an array that way.
+	lists    map[string][]string
 	file     []byte // nil if no file part was sent
 	filename string
 }
@@ -48,7 +44,7 @@ func readForm(r *http.Request, withFile bool) (*uploadForm, *codedError) {
 	if err != nil {
 		return nil, errf(http.StatusUnsupportedMediaType, codeNotMultipart, "Images must be uploaded as multipart/form-data")
 	}
-	f := &uploadForm{fields: map[string]string{}}
+	f := &uploadForm{fields: map[string]string{}, lists: map[string][]string{}}
 	for n := 0; ; n++ {
 		if n == maxParts {
 			return nil, errf(http.StatusBadRequest, codeBadRequest, "Too many form fields")
@@ -86,6 +82,10 @@ func readForm(r *http.Request, withFile bool) (*uploadForm, *codedError) {
 		}
 		if len(b) > maxFieldBytes {
 			return nil, errf(http.StatusBadRequest, codeBadRequest, "A form field is too long")
+		}
+		if strings.HasSuffix(name, "[]") {
+			f.lists[name] = append(f.lists[name], string(b))
+			continue
 		}
 		if _, dup := f.fields[name]; dup {
 			return nil, errf(http.StatusBadRequest, codeBadRequest, "A form field was sent more than once")
@@ -126,11 +126,21 @@ type imageOptions struct {
 	creator       string
 }
 
-// imageOptions validates id, requireSignedURLs, metadata and creator.
-// Metadata is either a JSON string in "metadata" or, as the official Go SDK
-// sends a map, one "metadata.<key>" field per entry.
-func (f *uploadForm) imageOptions() (imageOptions, *codedError) {
+// imageOptions validates id, requireSignedURLs, metadata and creator, and
+// refuses any field that is neither one of those nor in extra: a field the
+// emulator does not understand would otherwise be dropped silently.
+func (f *uploadForm) imageOptions(extra ...string) (imageOptions, *codedError) {
 	var o imageOptions
+	for name := range f.fields {
+		if !isMetadataField(name) && !slices.Contains(imageFields, name) && !slices.Contains(extra, name) {
+			return o, errUnknownField
+		}
+	}
+	for name := range f.lists {
+		if !isMetadataField(name) {
+			return o, errUnknownField
+		}
+	}
 	if id, ok := f.fields["id"]; ok {
 		if cerr := validateCustomID(id); cerr != nil {
 			return o, cerr
@@ -165,40 +175,113 @@ func (f *uploadForm) imageOptions() (imageOptions, *codedError) {
 	return o, nil
 }
 
-// metadataJSON returns the metadata as JSON, or nil if none was sent.
+// imageFields are the fields every upload form may carry besides metadata.
+var imageFields = []string{"id", "requireSignedURLs", "creator"}
+
+var (
+	errUnknownField   = errf(http.StatusBadRequest, codeBadRequest, "Unknown form field")
+	errBadMetadataKey = errf(http.StatusBadRequest, codeBadRequest, "Malformed metadata field")
+	errMetadataForms  = errf(http.StatusBadRequest, codeBadRequest, "Metadata was sent in more than one form")
+)
+
+// isMetadataField reports whether name carries metadata in one of the
+// three forms metadataJSON reads.
+func isMetadataField(name string) bool {
+	return name == "metadata" || strings.HasPrefix(name, "metadata.") || strings.HasPrefix(name, "metadata[")
+}
+
+// metadataJSON returns the metadata as JSON, or nil if none was sent. It
+// reads any one of three forms:
+//
+//	metadata=<JSON object>                    curl, cfapi, the API reference
+//	metadata.<key>=<value>                    the official Go SDK, for a map
+//	metadata[<key>]=<value>, metadata[a][b]=c the official TypeScript SDK,
+//	metadata[<key>][]=<value> (repeated)      for an object and an array
+//
+// In the last two, every value is a string, as the SDKs send it.
 func (f *uploadForm) metadataJSON() ([]byte, *codedError) {
-	dotted := map[string]any{}
-	for k, v := range f.fields {
-		if key, ok := strings.CutPrefix(k, "metadata."); ok {
-			if cerr := setDotted(dotted, key, v); cerr != nil {
+	tree := map[string]any{}
+	forms := 0
+	var dotted, bracketed bool
+	for name, v := range f.fields {
+		switch {
+		case strings.HasPrefix(name, "metadata."):
+			dotted = true
+			if cerr := setPath(tree, strings.Split(strings.TrimPrefix(name, "metadata."), "."), v); cerr != nil {
+				return nil, cerr
+			}
+		case strings.HasPrefix(name, "metadata["):
+			bracketed = true
+			path, ok := bracketPath(name)
+			if !ok {
+				return nil, errBadMetadataKey
+			}
+			if cerr := setPath(tree, path, v); cerr != nil {
 				return nil, cerr
 			}
 		}
 	}
+	for name, vs := range f.lists {
+		bracketed = true
+		path, ok := bracketPath(strings.TrimSuffix(name, "[]"))
+		if !ok {
+			return nil, errBadMetadataKey
+		}
+		list := make([]any, len(vs))
+		for i, v := range vs {
+			list[i] = v
+		}
+		if cerr := setPath(tree, path, list); cerr != nil {
+			return nil, cerr
+		}
+	}
 	s, plain := f.fields["metadata"]
+	for _, b := range []bool{plain, dotted, bracketed} {
+		if b {
+			forms++
+		}
+	}
 	switch {
-	case plain && len(dotted) > 0:
-		return nil, errf(http.StatusBadRequest, codeBadRequest, "Metadata was sent in two forms")
+	case forms > 1:
+		return nil, errMetadataForms
 	case plain:
 		return []byte(s), nil
-	case len(dotted) > 0:
-		b, _ := json.Marshal(dotted)
+	case len(tree) > 0:
+		b, _ := json.Marshal(tree)
 		return b, nil
 	}
 	return nil, nil
 }
 
-// setDotted stores v at the dotted path key ("a.b" → {"a":{"b":v}}).
-func setDotted(m map[string]any, key, v string) *codedError {
-	bad := errf(http.StatusBadRequest, codeBadRequest, "Malformed metadata field")
-	parts := strings.Split(key, ".")
-	for i, p := range parts {
-		if p == "" {
-			return bad
+// bracketPath splits "metadata[a][b]" into [a b]. Every key must be
+// non-empty and free of brackets, so that one field name means one path.
+func bracketPath(name string) ([]string, bool) {
+	rest, ok := strings.CutPrefix(name, "metadata")
+	if !ok || rest == "" {
+		return nil, false
+	}
+	var path []string
+	for rest != "" {
+		inner, after, ok := strings.Cut(strings.TrimPrefix(rest, "["), "]")
+		if !ok || rest[0] != '[' || inner == "" || strings.Contains(inner, "[") {
+			return nil, false
 		}
-		if i == len(parts)-1 {
+		path = append(path, inner)
+		rest = after
+	}
+	return path, true
+}
+
+// setPath stores v at path in m ([a b] → {"a":{"b":v}}). A path that is
+// empty, has an empty key, or meets a value already set is malformed.
+func setPath(m map[string]any, path []string, v any) *codedError {
+	for i, p := range path {
+		if p == "" {
+			return errBadMetadataKey
+		}
+		if i == len(path)-1 {
 			if _, exists := m[p]; exists {
-				return bad
+				return errBadMetadataKey
 			}
 			m[p] = v
 			return nil
@@ -206,39 +289,43 @@ func setDotted(m map[string]any, key, v string) *codedError {
 		next, ok := m[p].(map[string]any)
 		if !ok {
 			if _, exists := m[p]; exists {
-				return bad
+				return errBadMetadataKey
 			}
 			next = map[string]any{}
 			m[p] = next
 		}
 		m = next
 	}
-	return nil
+	return errBadMetadataKey
 }
 
 // checkImage accepts JPEG, PNG, GIF and WebP within the size limits. The
-// header's declared dimensions are checked before any pixel is allocated,
-// so a decompression bomb costs nothing; then the whole image is decoded
-// once so that a truncated or corrupt file is refused at upload rather than
-// failing every delivery.
-func checkImage(b []byte) *codedError {
-	cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
-	if err != nil || !acceptedFormats[format] {
+// header's declared dimensions and the memory decoding would take are
+// checked before any pixel is allocated, so a decompression bomb costs
+// nothing; then the whole image is decoded once, in a decode slot, so that
+// a truncated or corrupt file is refused at upload rather than failing
+// every delivery.
+func (e *Emulator) checkImage(b []byte) *codedError {
+	hd, err := readHeader(b)
+	if err != nil {
 		return errUnsupported
 	}
-	if cerr := checkDimensions(cfg.Width, cfg.Height); cerr != nil {
+	if cerr := checkDimensions(hd.Width, hd.Height); cerr != nil {
 		return cerr
 	}
-	if _, _, err := image.Decode(bytes.NewReader(b)); err != nil {
+	if hd.decodeBytes > e.cfg.MaxDecodeBytes {
+		return errf(http.StatusRequestEntityTooLarge, codeTooLarge,
+			fmt.Sprintf("Image would take more than %d MiB of memory to decode", e.cfg.MaxDecodeBytes>>20))
+	}
+	release := e.decodeSlot()
+	defer release()
+	if _, err := hd.decode(b); err != nil {
 		return errUnsupported
 	}
 	return nil
 }
 
-var (
-	acceptedFormats = map[string]bool{"jpeg": true, "png": true, "gif": true, "webp": true}
-	errUnsupported  = errf(http.StatusUnsupportedMediaType, codeBadFormat, "Unsupported image format or corrupt image; accepted: image/jpeg, image/png, image/gif, image/webp")
-)
+var errUnsupported = errf(http.StatusUnsupportedMediaType, codeBadFormat, "Unsupported image format or corrupt image; accepted: image/jpeg, image/png, image/gif, image/webp")
 
 // createDirectUpload is POST images/v2/direct_upload: it creates a draft
 // and returns its one-time upload URL.
@@ -247,7 +334,7 @@ func (e *Emulator) createDirectUpload(r *http.Request) (any, []byte, *codedError
 	if cerr != nil {
 		return nil, nil, cerr
 	}
-	opts, cerr := form.imageOptions()
+	opts, cerr := form.imageOptions("expiry")
 	if cerr != nil {
 		return nil, nil, cerr
 	}
@@ -317,7 +404,7 @@ func (e *Emulator) serveUpload(w http.ResponseWriter, r *http.Request, p string)
 		writeError(w, errf(http.StatusBadRequest, codeBadRequest, "A file is required"))
 		return
 	}
-	if cerr := checkImage(form.file); cerr != nil {
+	if cerr := e.checkImage(form.file); cerr != nil {
 		writeError(w, cerr)
 		return
 	}

@@ -104,7 +104,7 @@ func TestBombRejectedWithoutAllocating(t *testing.T) {
 	env := newEnv(t, nil)
 	for _, file := range [][]byte{pngHeader(100000, 100000), pngHeader(11000, 10000), pngHeader(12001, 12001)} {
 		body, ct := form(t, nil, file)
-		req := httptest.NewRequest("POST", "/client/v4/accounts/"+emulator.DefaultAccountID+"/images/v1", body)
+		req := httptest.NewRequest("POST", "http://127.0.0.1/client/v4/accounts/"+emulator.DefaultAccountID+"/images/v1", body)
 		req.Header.Set("Content-Type", ct)
 		req.Header.Set("Authorization", "Bearer "+emulator.DefaultAPIToken)
 		rec := httptest.NewRecorder()

@@ -103,6 +103,9 @@ func Open(o Options) (*Client, error) {
 	ro.WriteTimeout = o.Timeout
 	ro.PoolTimeout = o.Timeout
 	ro.DialerRetries = 1
+	// No command retries either: a retry against a dead Redis only spends
+	// the rest of the budget; the breaker decides when to try again.
+	ro.MaxRetries = -1
 	return &Client{
 		rdb:     redis.NewUniversalClient(ro),
 		timeout: o.Timeout,

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
@@ -29,6 +30,7 @@ type Limiter struct {
 	limit    redis_rate.Limit
 	off      bool
 	fallback limit.Limiter
+	secret   []byte // keys the subject's hash; nil for plain SHA-256
 }
 
 var _ limit.Limiter = (*Limiter)(nil)
@@ -77,8 +79,25 @@ func (l *Limiter) Allow(ctx context.Context, subject string) limit.Result {
 	return limit.Result{RetryAfter: max(res.RetryAfter, time.Second)}
 }
 
+// HashSubjectsWith keys the hash that names a subject in Redis with
+// secret (HMAC-SHA256), so that someone who can read Redis cannot confirm a
+// guessed user name by hashing it. Every replica must use the same secret,
+// or they count apart. Call it before the first Allow.
+func (l *Limiter) HashSubjectsWith(secret []byte) *Limiter {
+	l.secret = secret
+	return l
+}
+
 func (l *Limiter) key(subject string) string {
-	sum := sha256.Sum256([]byte(subject))
+	var sum []byte
+	if l.secret != nil {
+		m := hmac.New(sha256.New, l.secret)
+		m.Write([]byte(subject))
+		sum = m.Sum(nil)
+	} else {
+		s := sha256.Sum256([]byte(subject))
+		sum = s[:]
+	}
 	return l.prefix + hex.EncodeToString(sum[:16])
 }
 

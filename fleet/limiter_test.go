@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"slices"
@@ -99,6 +100,22 @@ func TestLimiterKey(t *testing.T) {
 	lim.Allow(context.Background(), "user:alice")
 	sum := sha256.Sum256([]byte("user:alice"))
 	want := []string{"imagegate:v1:limit:api:" + hex.EncodeToString(sum[:])[:32]}
+	if got := allKeys(t, rdb); !slices.Equal(got, want) {
+		t.Fatalf("keys %q, want %q", got, want)
+	}
+}
+
+// TestLimiterKeyIsKeyed: with a secret, the key is an HMAC of the subject,
+// so reading Redis and hashing a guessed user name confirms nothing.
+func TestLimiterKeyIsKeyed(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := inspector(t, srv)
+	lim := NewLimiter(openClient(t, srv.URL, Options{}), "api", limit.Rate{Events: 1, Per: time.Minute}, &countingLimiter{}).
+		HashSubjectsWith([]byte("fleet secret"))
+	lim.Allow(context.Background(), "user:alice")
+	m := hmac.New(sha256.New, []byte("fleet secret"))
+	m.Write([]byte("user:alice"))
+	want := []string{"imagegate:v1:limit:api:" + hex.EncodeToString(m.Sum(nil))[:32]}
 	if got := allKeys(t, rdb); !slices.Equal(got, want) {
 		t.Fatalf("keys %q, want %q", got, want)
 	}

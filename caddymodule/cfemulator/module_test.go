@@ -38,12 +38,16 @@ func provision(t *testing.T, h *Handler) *prometheus.Registry {
 
 var loopback = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8787}
 
-// serve runs one request through h as Caddy would, arriving on local.
+// serve runs one request through h as Caddy would, arriving on local,
+// with Host 127.0.0.1:8787 unless header sets another.
 func serve(t *testing.T, h *Handler, local net.Addr, method, target string, body []byte, header http.Header) *httptest.ResponseRecorder {
 	t.Helper()
-	r := httptest.NewRequest(method, target, bytes.NewReader(body))
+	r := httptest.NewRequest(method, "http://127.0.0.1:8787"+target, bytes.NewReader(body))
 	for k, v := range header {
 		r.Header[k] = v
+	}
+	if host := header.Get("Host"); host != "" {
+		r.Host = host
 	}
 	if local != nil {
 		r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, local))
@@ -233,6 +237,40 @@ func TestLoopbackRule(t *testing.T) {
 	provision(t, pub)
 	if w := serve(t, pub, &net.TCPAddr{IP: net.IPv4(192, 0, 2, 10), Port: 8787}, "GET", stats, nil, auth); w.Code != 200 {
 		t.Errorf("listen_public: %d %s", w.Code, w.Body)
+	}
+}
+
+// A loopback connection is not enough: a page whose DNS name is rebound to
+// 127.0.0.1 arrives on loopback with its own Host, and gets 421.
+func TestHostRule(t *testing.T) {
+	h := &Handler{Storage: "memory", AccountID: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa07"}
+	provision(t, h)
+	keys := "/client/v4/accounts/" + h.AccountID + "/images/v1/keys"
+	for _, tc := range []struct {
+		host string
+		want int
+	}{
+		{"127.0.0.1:8787", 200},
+		{"localhost:2015", 200},
+		{"[::1]:8787", 200},
+		{"evil.example", 421},
+		{"evil.example:8787", 421},
+	} {
+		w := serve(t, h, loopback, "GET", keys, nil, http.Header{
+			"Authorization": {"Bearer " + emulator.DefaultAPIToken}, "Host": {tc.host}})
+		if w.Code != tc.want {
+			t.Errorf("Host %s: %d, want %d", tc.host, w.Code, tc.want)
+		}
+		if tc.want == 421 && strings.Contains(w.Body.String(), emulator.DefaultSigningKey) {
+			t.Errorf("Host %s: the signing key was served", tc.host)
+		}
+	}
+
+	pub := &Handler{Storage: "memory", AccountID: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa07", ListenPublic: true}
+	provision(t, pub)
+	if w := serve(t, pub, loopback, "GET", keys, nil, http.Header{
+		"Authorization": {"Bearer " + emulator.DefaultAPIToken}, "Host": {"emulator.internal:8787"}}); w.Code != 200 {
+		t.Errorf("listen_public with another Host: %d %s", w.Code, w.Body)
 	}
 }
 

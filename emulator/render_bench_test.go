@@ -1,0 +1,70 @@
+package emulator
+
+import (
+	"bytes"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"testing"
+
+	"github.com/gen2brain/webp"
+)
+
+// BenchmarkWebPEncode is the WebP encoder alone on a 1024×768 image.
+func BenchmarkWebPEncode(b *testing.B) {
+	src := photo(1024, 768)
+	var size int
+	for b.Loop() {
+		var out bytes.Buffer
+		if err := webp.Encode(&out, src, webp.Options{Quality: webpQuality}); err != nil {
+			b.Fatal(err)
+		}
+		size = out.Len()
+	}
+	b.ReportMetric(float64(size), "bytes/image")
+}
+
+// photo is a w×h picture of smooth gradients plus fine texture, which
+// compresses like a photograph rather than like a flat test card.
+func photo(w, h int) *image.NRGBA {
+	src := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			src.Set(x, y, color.NRGBA{uint8(x / 4), uint8(y / 3), uint8((x*y)>>6 ^ x), 255})
+		}
+	}
+	return src
+}
+
+// BenchmarkRender renders a 1024×768 JPEG photo-like source at its own
+// size (the public variant of it), as JPEG and as WebP: decode, copy and
+// encode, the work of one render-cache miss. The first WebP encode in a
+// process also compiles the encoder's WebAssembly module; run with
+// -benchtime 1x in a fresh process to see that cost.
+func BenchmarkRender(b *testing.B) {
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, photo(1024, 768), &jpeg.Options{Quality: 90}); err != nil {
+		b.Fatal(err)
+	}
+	hd, err := readHeader(buf.Bytes())
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := fitGeometry(FitScaleDown, hd.Width, hd.Height, 1366, 768)
+	for _, tc := range []struct {
+		name   string
+		asWebP bool
+	}{{"webp", true}, {"jpeg", false}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var size int
+			for b.Loop() {
+				out, err := render(buf.Bytes(), hd, g, tc.asWebP)
+				if err != nil {
+					b.Fatal(err)
+				}
+				size = len(out.body)
+			}
+			b.ReportMetric(float64(size), "bytes/image")
+		})
+	}
+}
