@@ -61,7 +61,7 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
-token=$("$work/imagegate" token --secret-file dev/jwt-secret --sub loadtest --ttl 1h)
+token=$("$work/imagegate" cf-images-token --secret-file dev/jwt-secret --sub loadtest --ttl 1h)
 cat > "$work/ids.lua" <<'LUA'
 -- 1,000 distinct UUID-shaped ids, requested round-robin.
 local n = 0
