@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/seed-a64a90cf/imagegate/caddymodule/internal/provision"
 	"github.com/seed-a64a90cf/imagegate/fleet"
 	"github.com/seed-a64a90cf/imagegate/imageproxy"
 	"github.com/seed-a64a90cf/imagegate/limit"
@@ -56,7 +57,7 @@ func (redisLogger) Printf(_ context.Context, format string, v ...any) {
 
 // provisionRedis connects to the `redis` URLs, if any. Opening does not
 // contact Redis: the gateway starts and answers while it is down.
-func (h *Handler) provisionRedis(r *resolver) error {
+func (h *Handler) provisionRedis(r *provision.Resolver) error {
 	if len(h.Redis) == 0 {
 		if h.RedisTimeout != 0 {
 			return errors.New("redis_timeout: has no effect without redis")
@@ -66,9 +67,9 @@ func (h *Handler) provisionRedis(r *resolver) error {
 	urls := make([]string, len(h.Redis))
 	for i, u := range h.Redis {
 		// The URL may hold a password: never quote it in an error.
-		urls[i] = string(r.secret("redis", u, ""))
+		urls[i] = string(r.Secret("redis", u, ""))
 	}
-	if err := r.err(); err != nil {
+	if err := r.Err(); err != nil {
 		return err
 	}
 	timeout := time.Duration(h.RedisTimeout)

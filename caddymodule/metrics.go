@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"errors"
 	"net/http"
 	"runtime/debug"
 	"sync"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/seed-a64a90cf/imagegate/caddymodule/internal/provision"
 	"github.com/seed-a64a90cf/imagegate/config"
 	"github.com/seed-a64a90cf/imagegate/session"
 )
@@ -188,21 +188,14 @@ func init() {
 // registerMetrics adds the process-wide collectors to reg. A collector
 // already there (the handler appears twice in one config) is fine.
 func registerMetrics(reg *prometheus.Registry) error {
-	if reg == nil { // a bare caddy.Context, as in some tests
-		return nil
-	}
-	for _, c := range append([]prometheus.Collector{
+	cs := []prometheus.Collector{
 		metrics.requests, metrics.billable, metrics.cacheHits, metrics.cacheMisses,
 		metrics.cacheEvictions, metrics.signatures, metrics.validity, metrics.sessionChecks, metrics.sessionTime,
-		metrics.decisionHits, metrics.decisionMisses, metrics.uploadURLs, metrics.apiRateLimited, metrics.signingFailures, metrics.byteEvictions, metrics.keyInfo, metrics.buildInfo,
-	}, append(proxyCollectors(), fleetCollectors()...)...) {
-		if err := reg.Register(c); err != nil {
-			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
-				return err
-			}
-		}
+		metrics.decisionHits, metrics.decisionMisses, metrics.uploadURLs, metrics.apiRateLimited,
+		metrics.signingFailures, metrics.byteEvictions, metrics.keyInfo, metrics.buildInfo,
 	}
-	return nil
+	cs = append(cs, proxyCollectors()...)
+	return provision.Register(reg, append(cs, fleetCollectors()...)...)
 }
 
 // keysInUse counts the provisioned handlers signing with each key, so that

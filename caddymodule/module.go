@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/seed-a64a90cf/imagegate/caddymodule/internal/provision"
 	"github.com/seed-a64a90cf/imagegate/cfapi"
 	"github.com/seed-a64a90cf/imagegate/config"
 	"github.com/seed-a64a90cf/imagegate/imageproxy"
@@ -245,11 +246,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.now == nil {
 		h.now = time.Now
 	}
-	r := newResolver()
+	r := provision.NewResolver()
 	cfg := h.gatewayConfig(r)
-	errs := []error{r.err(), cfg.Validate()}
+	errs := []error{r.Err(), cfg.Validate()}
 	h.limitKey = limiterSecret(cfg.SigningKey)
-	if err := h.provisionRedis(newResolver()); err != nil {
+	if err := h.provisionRedis(provision.NewResolver()); err != nil {
 		errs = append(errs, err)
 	} else if err := h.provisionSession(ctx); err != nil {
 		errs = append(errs, err)
@@ -294,18 +295,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 // gatewayConfig turns the handler's own fields into a config.Gateway,
 // resolving placeholders and secrets into r.
-func (h *Handler) gatewayConfig(r *resolver) config.Gateway {
+func (h *Handler) gatewayConfig(r *provision.Resolver) config.Gateway {
 	cfg := config.Gateway{
 		Prefix:         h.Prefix,
-		AccountHash:    r.value("account_hash", h.AccountHash),
-		DeliveryURL:    r.value("delivery_url", h.DeliveryURL),
+		AccountHash:    r.Value("account_hash", h.AccountHash),
+		DeliveryURL:    r.Value("delivery_url", h.DeliveryURL),
 		Variants:       h.Variants,
 		PublicVariants: h.PublicVariants,
 		Window:         signer.Window{Size: time.Duration(h.Window), MinRemaining: time.Duration(h.MinRemaining)},
 		CacheSize:      h.CacheSize,
 		Mode:           h.Mode,
 	}
-	cfg.SigningKey = r.secret("signing_key", h.SigningKey, h.SigningKeyFile)
+	cfg.SigningKey = r.Secret("signing_key", h.SigningKey, h.SigningKeyFile)
 	cfg.SetDefaults()
 	return cfg
 }
@@ -384,14 +385,14 @@ func (h *Handler) apiClient() (*cfapi.Client, error) {
 	if h.api != nil {
 		return h.api, nil
 	}
-	r := newResolver()
+	r := provision.NewResolver()
 	client := &cfapi.Client{
-		BaseURL:       r.value("api_url", h.APIURL),
-		AccountID:     r.value("account_id", h.AccountID),
-		APIToken:      string(r.secret("api_token", h.APIToken, h.APITokenFile)),
+		BaseURL:       r.Value("api_url", h.APIURL),
+		AccountID:     r.Value("account_id", h.AccountID),
+		APIToken:      string(r.Secret("api_token", h.APIToken, h.APITokenFile)),
 		OnRateLimited: metrics.apiRateLimited.Inc,
 	}
-	if err := r.err(); err != nil {
+	if err := r.Err(); err != nil {
 		return nil, err
 	}
 	if client.AccountID == "" || client.APIToken == "" {

@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/seed-a64a90cf/imagegate/imageref"
+	"github.com/seed-a64a90cf/imagegate/internal/httpcond"
 	"github.com/seed-a64a90cf/imagegate/session"
 	"github.com/seed-a64a90cf/imagegate/signer"
 )
@@ -78,7 +79,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		out = outcomeRedirect
 		hdr["Location"] = u.Location
 		w.WriteHeader(http.StatusFound)
-	case etagMatches(r.Header.Get("If-None-Match"), u.ETag[0]):
+	case httpcond.NoneMatch(r.Header.Get("If-None-Match"), u.ETag[0]):
 		out = outcomeNotModified
 		hdr["Etag"] = u.ETag
 		w.WriteHeader(http.StatusNotModified)
@@ -224,20 +225,6 @@ func (h *Handler) stripPrefix(p string) (string, bool) {
 		return rest[1:], true
 	}
 	return "", false // "/imgfoo" is not under "/img"
-}
-
-// etagMatches reports whether an If-None-Match header names etag (or is
-// "*"). Weak comparison, as RFC 9110 prescribes for If-None-Match.
-func etagMatches(inm, etag string) bool {
-	for inm != "" {
-		var tag string
-		tag, inm, _ = strings.Cut(inm, ",")
-		tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
-		if tag == etag || tag == "*" {
-			return true
-		}
-	}
-	return false
 }
 
 // wantsJSON reports whether an Accept header lists application/json with a

@@ -7,6 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/seed-a64a90cf/imagegate/caddymodule/internal/caddyargs"
+	"github.com/seed-a64a90cf/imagegate/caddymodule/internal/provision"
 	"github.com/seed-a64a90cf/imagegate/session"
 )
 
@@ -66,9 +67,9 @@ func (IntrospectSession) CaddyModule() caddy.ModuleInfo {
 
 // Provision resolves the URL and builds the client.
 func (m *IntrospectSession) Provision(caddy.Context) error {
-	r := newResolver()
-	m.url = r.value("url", m.URL)
-	if err := r.err(); err != nil {
+	r := provision.NewResolver()
+	m.url = r.Value("url", m.URL)
+	if err := r.Err(); err != nil {
 		return err
 	}
 	return m.build()

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/seed-a64a90cf/imagegate/caddymodule/internal/caddyargs"
+	"github.com/seed-a64a90cf/imagegate/caddymodule/internal/provision"
 	"github.com/seed-a64a90cf/imagegate/session"
 )
 
@@ -93,7 +94,7 @@ func (JWTSession) CaddyModule() caddy.ModuleInfo {
 // fetches the key set and starts its refresher, which Cleanup stops.
 func (m *JWTSession) Provision(ctx caddy.Context) error {
 	logger := ctx.Logger()
-	r := newResolver()
+	r := provision.NewResolver()
 	cfg := session.JWTConfig{
 		Issuer:       m.Issuer,
 		Audience:     m.Audience,
@@ -104,10 +105,10 @@ func (m *JWTSession) Provision(ctx caddy.Context) error {
 	for _, s := range m.Sources {
 		cfg.Sources = append(cfg.Sources, session.TokenSource{Cookie: s.Cookie, Header: s.Header})
 	}
-	cfg.Secret = r.secret("secret", m.Secret, m.SecretFile)
-	keyFile := r.value("public_key_file", m.PublicKeyFile)
-	jwksURL := r.value("jwks_url", m.JWKSURL)
-	if err := r.err(); err != nil {
+	cfg.Secret = r.Secret("secret", m.Secret, m.SecretFile)
+	keyFile := r.Value("public_key_file", m.PublicKeyFile)
+	jwksURL := r.Value("jwks_url", m.JWKSURL)
+	if err := r.Err(); err != nil {
 		return err
 	}
 	if keyFile != "" {
@@ -244,7 +245,7 @@ func leewayArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
 // warnLiteralSecret warns when a secret is written into the config itself
 // rather than as a placeholder or a file.
 func warnLiteralSecret(logger *zap.Logger, field, v string) {
-	if v != "" && !isPlaceholder(v) {
+	if v != "" && !provision.IsPlaceholder(v) {
 		logger.Warn("literal secret in the config: it appears in config dumps; use an {env.X} placeholder or the _file form",
 			zap.String("field", field))
 	}

@@ -112,25 +112,12 @@ func validateAccountHash(h string) error {
 	switch {
 	case h == "":
 		return errors.New("account_hash: missing; copy the account hash from Images > Overview in the Cloudflare dashboard (it looks like ZWd9g1K7eljCn_KDTu_MWA)")
-	case isAccountID(h):
+	case imageref.IsAccountID(h):
 		return errors.New("account_hash: this is a 32-hex account id; delivery URLs need the account hash from Images > Overview (it looks like ZWd9g1K7eljCn_KDTu_MWA)")
 	case !imageref.IsURLSafe(h):
 		return errors.New("account_hash: may contain only letters, digits, '-' and '_'")
 	}
 	return nil
-}
-
-// isAccountID reports whether s has the shape of a Cloudflare account id.
-func isAccountID(s string) bool {
-	if len(s) != 32 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 func validateDeliveryURL(s string) error {

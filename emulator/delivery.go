@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/seed-a64a90cf/imagegate/internal/httpcond"
 )
 
 // Delivery error codes
@@ -147,7 +149,7 @@ func (e *Emulator) deliver(w http.ResponseWriter, r *http.Request, p string) Del
 	}
 	h.Set("ETag", out.etag)
 	d.Format = out.format
-	if etagMatches(r.Header.Get("If-None-Match"), out.etag) {
+	if httpcond.NoneMatch(r.Header.Get("If-None-Match"), out.etag) {
 		w.WriteHeader(http.StatusNotModified)
 		d.Status, d.NotModified = http.StatusNotModified, true
 		return d
@@ -291,20 +293,6 @@ func parseFlexible(s string) (spec, bool) {
 		}
 	}
 	return sp, true
-}
-
-// etagMatches implements If-None-Match's weak comparison (RFC 9110 §13.1.2).
-func etagMatches(header, etag string) bool {
-	if header == "" {
-		return false
-	}
-	for _, t := range strings.Split(header, ",") {
-		t = strings.TrimSpace(t)
-		if t == "*" || strings.TrimPrefix(t, "W/") == etag {
-			return true
-		}
-	}
-	return false
 }
 
 // deliveryError writes Cloudflare's plain-text delivery error and returns

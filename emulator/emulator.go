@@ -182,7 +182,7 @@ func New(cfg Config) (*Emulator, error) {
 		cfg.MaxConcurrentDecodes = runtime.NumCPU()
 	}
 
-	if !isAccountID(cfg.AccountID) {
+	if !imageref.IsAccountID(cfg.AccountID) {
 		return nil, fmt.Errorf("emulator: account id must be 32 lowercase hex digits")
 	}
 	if !imageref.IsURLSafe(cfg.AccountHash) || cfg.AccountHash == "client" || cfg.AccountHash == "cdn-cgi" {
@@ -284,7 +284,7 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, rest string)
 		return
 	}
 	if subtle.ConstantTimeCompare([]byte(acct), []byte(e.cfg.AccountID)) != 1 {
-		if isAccountID(acct) {
+		if imageref.IsAccountID(acct) {
 			// A well-formed id the token has no access to.
 			writeError(w, errAuth)
 		} else {
@@ -395,18 +395,6 @@ func (e *Emulator) baseURL(r *http.Request) string {
 }
 
 func (e *Emulator) now() time.Time { return e.cfg.Now() }
-
-func isAccountID(s string) bool {
-	if len(s) != 32 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
 
 // isHostPort accepts the characters of a DNS name, IPv4/IPv6 literal and port.
 func isHostPort(s string) bool {

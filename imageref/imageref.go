@@ -173,3 +173,18 @@ func needsEscape(id string) bool {
 func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
+
+// IsAccountID reports whether s has the shape of a Cloudflare account id
+// (32 lowercase hex digits), which API URLs need and delivery URLs must not
+// be given in place of the account hash.
+func IsAccountID(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isHex(s[i]) || 'A' <= s[i] && s[i] <= 'F' {
+			return false
+		}
+	}
+	return true
+}

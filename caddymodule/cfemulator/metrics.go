@@ -1,9 +1,10 @@
 package cfemulator
 
 import (
-	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/seed-a64a90cf/imagegate/caddymodule/internal/provision"
 )
 
 // The collectors are process-wide and registered into every config's
@@ -20,19 +21,7 @@ var (
 	}, []string{"variant"})
 )
 
-// registerMetrics adds the collectors to reg, accepting that they are
-// already there (the handler may appear more than once in a config). A nil
-// registry, as in a bare caddy.Context, registers nothing.
+// registerMetrics adds the collectors to reg (see provision.Register).
 func registerMetrics(reg *prometheus.Registry) error {
-	if reg == nil {
-		return nil
-	}
-	for _, c := range []prometheus.Collector{deliveriesTotal, notModifiedTotal} {
-		if err := reg.Register(c); err != nil {
-			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
-				return err
-			}
-		}
-	}
-	return nil
+	return provision.Register(reg, deliveriesTotal, notModifiedTotal)
 }

@@ -5,7 +5,6 @@
 package cfemulator
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -20,6 +19,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/seed-a64a90cf/imagegate/caddymodule/internal/provision"
 	"github.com/seed-a64a90cf/imagegate/emulator"
 )
 
@@ -144,28 +144,13 @@ func (pooledStore) Destruct() error { return nil }
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 
-	repl := caddy.NewReplacer()
-	var errs []error
-	resolve := func(field, v string, secret bool) string {
-		if v == "" {
-			return ""
-		}
-		out, err := repl.ReplaceOrErr(v, true, true)
-		if err != nil {
-			if secret {
-				// The error would quote part of the value.
-				err = errors.New("a placeholder is unset or unknown")
-			}
-			errs = append(errs, fmt.Errorf("%s: %v", field, err))
-		}
-		return out
-	}
+	r := provision.NewResolver()
 	cfg := emulator.Config{
-		AccountID:        resolve("account_id", h.AccountID, false),
-		AccountHash:      resolve("account_hash", h.AccountHash, false),
-		APIToken:         resolve("api_token", h.APIToken, true),
-		SigningKey:       resolve("signing_key", h.SigningKey, true),
-		BaseURL:          resolve("base_url", h.BaseURL, false),
+		AccountID:        r.Value("account_id", h.AccountID),
+		AccountHash:      r.Value("account_hash", h.AccountHash),
+		APIToken:         string(r.Secret("api_token", h.APIToken, "")),
+		SigningKey:       string(r.Secret("signing_key", h.SigningKey, "")),
+		BaseURL:          r.Value("base_url", h.BaseURL),
 		BrowserTTL:       time.Duration(h.BrowserTTL),
 		FlexibleVariants: h.FlexibleVariants,
 		Variants:         emulator.DefaultVariants(),
@@ -182,8 +167,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if cfg.AccountHash == "" {
 		cfg.AccountHash = emulator.DefaultAccountHash
 	}
-	storage := resolve("storage", h.Storage, false)
-	if err := errors.Join(errs...); err != nil {
+	storage := r.Value("storage", h.Storage)
+	if err := r.Err(); err != nil {
 		return fmt.Errorf("cf_images_emulator: %w", err)
 	}
 

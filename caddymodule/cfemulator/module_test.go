@@ -23,7 +23,7 @@ import (
 )
 
 // provision provisions h in a fresh Caddy context and cleans it up with t.
-func provision(t *testing.T, h *Handler) *prometheus.Registry {
+func provisioned(t *testing.T, h *Handler) *prometheus.Registry {
 	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(func() {
@@ -93,7 +93,7 @@ func upload(t *testing.T, h *Handler, account, token string, private bool) strin
 
 func TestServeAndCount(t *testing.T) {
 	h := &Handler{Storage: "memory", AccountID: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa01"}
-	reg := provision(t, h)
+	reg := provisioned(t, h)
 	id := upload(t, h, h.AccountID, emulator.DefaultAPIToken, false)
 	url := "/" + emulator.DefaultAccountHash + "/" + id + "/thumbnail"
 
@@ -158,7 +158,7 @@ func TestMetricsRegisterEveryProvision(t *testing.T) {
 		}
 		defer h.Cleanup()
 	}
-	provision(t, &Handler{Storage: "memory", AccountID: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa02"})
+	provisioned(t, &Handler{Storage: "memory", AccountID: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa02"})
 }
 
 func TestSecretsFromPlaceholders(t *testing.T) {
@@ -185,7 +185,7 @@ func TestSecretsFromPlaceholders(t *testing.T) {
 	bad.Cleanup()
 
 	h.AccountHash = ""
-	provision(t, h)
+	provisioned(t, h)
 	// The config keeps the placeholders, never the values.
 	b, _ := json.Marshal(h)
 	if strings.Contains(string(b), "s3cret") || !strings.Contains(string(b), "{env.CFEMU_TEST_TOKEN}") {
@@ -207,7 +207,7 @@ func TestSecretsFromPlaceholders(t *testing.T) {
 
 func TestLoopbackRule(t *testing.T) {
 	h := &Handler{Storage: "memory", AccountID: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa04"}
-	provision(t, h)
+	provisioned(t, h)
 	stats := "/client/v4/accounts/" + h.AccountID + "/images/v1/stats"
 	auth := http.Header{"Authorization": {"Bearer " + emulator.DefaultAPIToken}}
 	for _, tc := range []struct {
@@ -234,7 +234,7 @@ func TestLoopbackRule(t *testing.T) {
 	}
 
 	pub := &Handler{Storage: "memory", AccountID: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa04", ListenPublic: true}
-	provision(t, pub)
+	provisioned(t, pub)
 	if w := serve(t, pub, &net.TCPAddr{IP: net.IPv4(192, 0, 2, 10), Port: 8787}, "GET", stats, nil, auth); w.Code != 200 {
 		t.Errorf("listen_public: %d %s", w.Code, w.Body)
 	}
@@ -244,7 +244,7 @@ func TestLoopbackRule(t *testing.T) {
 // 127.0.0.1 arrives on loopback with its own Host, and gets 421.
 func TestHostRule(t *testing.T) {
 	h := &Handler{Storage: "memory", AccountID: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa07"}
-	provision(t, h)
+	provisioned(t, h)
 	keys := "/client/v4/accounts/" + h.AccountID + "/images/v1/keys"
 	for _, tc := range []struct {
 		host string
@@ -267,7 +267,7 @@ func TestHostRule(t *testing.T) {
 	}
 
 	pub := &Handler{Storage: "memory", AccountID: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa07", ListenPublic: true}
-	provision(t, pub)
+	provisioned(t, pub)
 	if w := serve(t, pub, loopback, "GET", keys, nil, http.Header{
 		"Authorization": {"Bearer " + emulator.DefaultAPIToken}, "Host": {"emulator.internal:8787"}}); w.Code != 200 {
 		t.Errorf("listen_public with another Host: %d %s", w.Code, w.Body)
@@ -280,11 +280,11 @@ func TestStorageAcrossReloadAndRestart(t *testing.T) {
 	dir := t.TempDir()
 	account := "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa05"
 	old := &Handler{Storage: dir, AccountID: account}
-	provision(t, old)
+	provisioned(t, old)
 	id := upload(t, old, account, emulator.DefaultAPIToken, false)
 
 	reloaded := &Handler{Storage: dir, AccountID: account}
-	provision(t, reloaded)
+	provisioned(t, reloaded)
 	old.Cleanup()
 	path := "/" + emulator.DefaultAccountHash + "/" + id + "/public"
 	if w := serve(t, reloaded, loopback, "GET", path, nil, nil); w.Code != http.StatusOK {
@@ -293,7 +293,7 @@ func TestStorageAcrossReloadAndRestart(t *testing.T) {
 	reloaded.Cleanup()
 
 	restarted := &Handler{Storage: dir, AccountID: account}
-	provision(t, restarted)
+	provisioned(t, restarted)
 	if w := serve(t, restarted, loopback, "GET", path, nil, nil); w.Code != http.StatusOK {
 		t.Fatalf("after restart: %d %s", w.Code, w.Body)
 	}
@@ -308,7 +308,7 @@ func TestVariantsConfigured(t *testing.T) {
 			"hero":      {Width: 100, Height: 40, NeverRequireSignedURLs: true},
 		},
 	}
-	provision(t, h)
+	provisioned(t, h)
 	id := upload(t, h, h.AccountID, emulator.DefaultAPIToken, true)
 	// hero is public even for a private image, and scale-down by default.
 	w := serve(t, h, loopback, "GET", "/"+emulator.DefaultAccountHash+"/"+id+"/hero", nil, nil)

@@ -1,0 +1,94 @@
+// Package provision holds what imagegate's Caddy modules share while they
+// are provisioned: resolving placeholders and secrets into settings, and
+// registering process-wide metric collectors into a config's registry.
+package provision
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/seed-a64a90cf/imagegate/config"
+)
+
+// Resolver replaces global placeholders ({env.X}, {file.X}) in settings at
+// provision time and collects every failure, so one start reports all of
+// them. Its errors name the setting, never a secret's value.
+type Resolver struct {
+	repl *caddy.Replacer
+	errs []error
+}
+
+// NewResolver returns a Resolver of the global placeholders.
+func NewResolver() *Resolver { return &Resolver{repl: caddy.NewReplacer()} }
+
+// Value resolves the placeholders in a setting that is not secret; "" stays
+// "".
+func (r *Resolver) Value(field, v string) string {
+	if v == "" {
+		return ""
+	}
+	out, err := r.repl.ReplaceOrErr(v, true, true)
+	if err != nil {
+		r.errs = append(r.errs, fmt.Errorf("%s: %v", field, err))
+		return ""
+	}
+	return out
+}
+
+// Secret loads a secret given either inline (literal or placeholder) or as
+// <field>_file. Exactly one of them must be set. A failure never quotes the
+// value: a literal secret may contain braces that look like a placeholder.
+func (r *Resolver) Secret(field, inline, file string) []byte {
+	switch {
+	case inline != "" && file != "":
+		r.errs = append(r.errs, fmt.Errorf("%s: set either %s or %s_file, not both", field, field, field))
+	case file != "":
+		b, err := config.ReadSecretFile(field+"_file", r.Value(field+"_file", file))
+		if err != nil {
+			r.errs = append(r.errs, err)
+		}
+		return b
+	case inline != "":
+		out, err := r.repl.ReplaceOrErr(inline, true, true)
+		if err != nil || out == "" {
+			r.errs = append(r.errs, fmt.Errorf("%s: a placeholder in it is unknown or empty (the value is not shown); use {env.NAME} with NAME set, or %s_file", field, field))
+			return nil
+		}
+		return []byte(out)
+	}
+	return nil
+}
+
+// Err returns every failure so far, joined, or nil.
+func (r *Resolver) Err() error { return errors.Join(r.errs...) }
+
+// IsPlaceholder reports whether a configured value holds a runtime
+// placeholder such as {env.CF_IMAGES_KEY} or {file./run/secrets/key}, which
+// Caddy keeps unresolved in its adapted JSON. A value without one is a
+// literal secret.
+func IsPlaceholder(s string) bool {
+	i := strings.IndexByte(s, '{')
+	return i >= 0 && strings.IndexByte(s[i:], '}') > 0
+}
+
+// Register adds process-wide collectors to reg, accepting those already
+// there: Caddy makes a registry per config load, and a module may appear
+// twice in one config. A nil registry (a bare caddy.Context in tests)
+// registers nothing.
+func Register(reg *prometheus.Registry, cs ...prometheus.Collector) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
+				return err
+			}
+		}
+	}
+	return nil
+}
