@@ -25,8 +25,14 @@ func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *discardWriter) WriteHeader(code int)        { w.code = code }
 
+// benchHandler is newTestHandler provisioned where nothing is logged, so
+// that benchmark output is only results.
+func benchHandler(b *testing.B, edit func(*Handler)) *Handler {
+	return provisionTestHandler(b, quietContext(b), edit)
+}
+
 func benchServe(b *testing.B, accept string) {
-	benchServeWith(b, newTestHandler(b, nil), map[string]string{"Accept": accept})
+	benchServeWith(b, benchHandler(b, nil), map[string]string{"Accept": accept})
 }
 
 // BenchmarkServeHTTPHit is the whole hot path for a browser: parse,
@@ -62,7 +68,7 @@ func benchServeWith(b *testing.B, h *Handler, hdr map[string]string) {
 // verification is cached.
 func BenchmarkServeHTTPHitJWT(b *testing.B) {
 	b.Setenv("TEST_JWT_SECRET", jwtSecret)
-	h := newTestHandler(b, func(h *Handler) {
+	h := benchHandler(b, func(h *Handler) {
 		h.SessionRaw = sessionJSON("jwt", &JWTSession{Sources: []CredentialSource{{Cookie: "session"}}, Secret: "{env.TEST_JWT_SECRET}"})
 	})
 	tok, _ := session.MintHS256([]byte(jwtSecret), "alice", time.Hour, nil, time.Now())
@@ -76,7 +82,7 @@ func BenchmarkServeHTTPHitIntrospect(b *testing.B) {
 		w.Header().Set("X-User-Id", "alice")
 	}))
 	defer app.Close()
-	h := newTestHandler(b, func(h *Handler) {
+	h := benchHandler(b, func(h *Handler) {
 		h.SessionRaw = sessionJSON("introspect", &IntrospectSession{URL: app.URL, Sources: []CredentialSource{{Cookie: "sessionid"}}})
 	})
 	benchServeWith(b, h, map[string]string{"Cookie": "sessionid=abc123"})

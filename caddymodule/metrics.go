@@ -255,13 +255,6 @@ func newVariantStates(cfg config.Gateway) map[string]*variantState {
 // otherState counts requests whose variant is not configured.
 var otherState = newVariantState(otherVariant, false)
 
-func (h *Handler) variantState(name string) *variantState {
-	if vs, ok := h.variants[name]; ok {
-		return vs
-	}
-	return otherState
-}
-
 func (vs *variantState) count(o outcome) { vs.requests[o].Inc() }
 
 // served counts a handed-out URL: the request, its validity, and whether

@@ -248,7 +248,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	r := provision.NewResolver()
 	cfg := h.gatewayConfig(r)
-	errs := []error{r.Err(), cfg.Validate()}
+	// Read before loading the guest module, which clears the raw JSON.
+	owner := guestName(h.AuthorizeRaw, "policy") == "owner"
+	errs := []error{r.Err(), cfg.Validate(), h.validateLimits()}
+	errs = append(errs, h.unusedSettings(owner)...)
 	h.limitKey = limiterSecret(cfg.SigningKey)
 	if err := h.provisionRedis(provision.NewResolver()); err != nil {
 		errs = append(errs, err)
@@ -256,7 +259,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		errs = append(errs, err)
 	} else {
 		errs = append(errs, h.provisionUploads())
-		errs = append(errs, h.unusedSettings()...)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -307,6 +309,7 @@ func (h *Handler) gatewayConfig(r *provision.Resolver) config.Gateway {
 		Mode:           h.Mode,
 	}
 	cfg.SigningKey = r.Secret("signing_key", h.SigningKey, h.SigningKeyFile)
+	cfg.Unresolved = r.Failed()
 	cfg.SetDefaults()
 	return cfg
 }
@@ -358,9 +361,8 @@ func (h *Handler) provisionSession(ctx caddy.Context) error {
 
 // unusedSettings reports settings that nothing in this configuration
 // reads, which would otherwise be silently ignored.
-func (h *Handler) unusedSettings() []error {
+func (h *Handler) unusedSettings(owner bool) []error {
 	var errs []error
-	_, owner := h.authorizer.(*OwnerAuthorizer)
 	needs := func(set bool, name, what string) {
 		if set {
 			errs = append(errs, fmt.Errorf("%s: has no effect without %s", name, what))
@@ -377,6 +379,33 @@ func (h *Handler) unusedSettings() []error {
 	needs(!apiUsed && (h.APIToken != "" || h.APITokenFile != ""), "api_token", "authorize owner or upload_path")
 	needs(!apiUsed && h.APIURL != "", "api_url", "authorize owner or upload_path")
 	return errs
+}
+
+// validateLimits checks the limits written in JSON, which the Caddyfile
+// parser would have refused.
+func (h *Handler) validateLimits() error {
+	var errs []error
+	for name, l := range map[string]*RateLimit{"lookup_limit": h.LookupLimit, "upload_limit": h.UploadLimit} {
+		switch {
+		case l == nil:
+		case l.Events < 0:
+			errs = append(errs, fmt.Errorf("%s: events must not be negative; 0 turns the limit off", name))
+		case l.Events > 0 && l.Window <= 0:
+			errs = append(errs, fmt.Errorf("%s: %d events per what? set a positive window", name, l.Events))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// guestName returns the module name under inlineKey in a guest module's
+// raw JSON, or "" if there is none.
+func guestName(raw json.RawMessage, inlineKey string) string {
+	var m map[string]json.RawMessage
+	var name string
+	if json.Unmarshal(raw, &m) == nil {
+		_ = json.Unmarshal(m[inlineKey], &name)
+	}
+	return name
 }
 
 // apiClient returns the Cloudflare API client for account_id and

@@ -14,20 +14,20 @@ func ValidateBaseURL(s string) error {
 	switch {
 	case err != nil:
 		// url.Parse's error quotes the whole URL.
-		return errors.New("api url: not a valid URL")
+		return errors.New("not a valid URL")
 	case u.Scheme != "http" && u.Scheme != "https":
-		return errors.New("api url: scheme must be http or https")
+		return errors.New("scheme must be http or https")
 	case u.Opaque != "" || u.Host == "":
-		return errors.New("api url: must be absolute, with a host")
+		return errors.New("must be absolute, with a host")
 	case u.User != nil:
 		// Errors from net/http quote the request URL, so credentials in
 		// it would reach logs; the API takes the token in a header.
-		return errors.New("api url: must not contain credentials")
+		return errors.New("must not contain credentials")
 	case u.RawQuery != "" || u.ForceQuery:
-		return errors.New("api url: must not have a query")
+		return errors.New("must not have a query")
 	case strings.Contains(s, "#"):
 		// Even an empty fragment would swallow the paths appended to it.
-		return errors.New("api url: must not have a fragment")
+		return errors.New("must not have a fragment")
 	}
 	return nil
 }

@@ -40,6 +40,11 @@ type Gateway struct {
 	Window         signer.Window
 	CacheSize      int
 	Mode           string
+
+	// Unresolved names the settings whose placeholders or files failed to
+	// resolve. Their own errors were reported already, so Validate does
+	// not also call them missing or malformed.
+	Unresolved map[string]bool
 }
 
 // SetDefaults fills every unset field with its default.
@@ -77,13 +82,13 @@ func (g *Gateway) Validate() error {
 	if g.Prefix == "" || g.Prefix[0] != '/' || strings.ContainsAny(g.Prefix, "?#%") {
 		add("prefix: must be a path starting with '/', such as /img")
 	}
-	if err := validateAccountHash(g.AccountHash); err != nil {
+	if err := validateAccountHash(g.AccountHash); err != nil && !g.Unresolved["account_hash"] {
 		errs = append(errs, err)
 	}
-	if len(g.SigningKey) == 0 {
+	if len(g.SigningKey) == 0 && !g.Unresolved["signing_key"] && !g.Unresolved["signing_key_file"] {
 		add("signing_key: missing; set signing_key {env.CF_IMAGES_KEY} or signing_key_file <path> (Images > Keys in the Cloudflare dashboard)")
 	}
-	if err := validateDeliveryURL(g.DeliveryURL); err != nil {
+	if err := validateDeliveryURL(g.DeliveryURL); err != nil && !g.Unresolved["delivery_url"] {
 		errs = append(errs, err)
 	}
 	errs = append(errs, validateVariants(g.Variants, g.PublicVariants)...)

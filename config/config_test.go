@@ -107,3 +107,17 @@ func TestReadSecretFile(t *testing.T) {
 		t.Error("missing file accepted")
 	}
 }
+
+// TestUnresolvedIsNotAlsoMissing: a setting whose placeholder failed was
+// reported by the resolver; Validate does not add "missing" for it.
+func TestUnresolvedIsNotAlsoMissing(t *testing.T) {
+	g := Gateway{Variants: []string{"public"}, Unresolved: map[string]bool{"account_hash": true, "signing_key": true}}
+	g.SetDefaults()
+	if err := g.Validate(); err != nil {
+		t.Fatalf("Validate() = %v, want nil: both fields were reported already", err)
+	}
+	g.Unresolved = nil
+	if err := g.Validate(); err == nil || !strings.Contains(err.Error(), "account_hash: missing") || !strings.Contains(err.Error(), "signing_key: missing") {
+		t.Fatalf("Validate() = %v, want both reported missing", err)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/seed-a64a90cf/imagegate/cfapi"
 )
 
 // Verdict is the answer to one session check.
@@ -174,6 +176,10 @@ func decide(id Identity, o Outcome, err error) Decision {
 		}
 	case Unavailable:
 		d.RetryAfter = defaultRetryAfter
+		// The Cloudflare API said when it will answer again: so do we.
+		if rl, ok := errors.AsType[*cfapi.RateLimitError](err); ok && rl.RetryAfter > 0 {
+			d.RetryAfter = rl.RetryAfter
+		}
 	}
 	return d
 }

@@ -229,7 +229,7 @@ func (o *Owner) lookup(ctx context.Context, imageID string) (ownerEntry, error) 
 			o.cache.add(imageID, e, e.staleUntil, now)
 			return e, nil
 		}
-		return ownerEntry{}, fmt.Errorf("%w: image metadata: %v", ErrUnavailable, err)
+		return ownerEntry{}, fmt.Errorf("%w: image metadata: %w", ErrUnavailable, err)
 	}
 	owner, ok := meta[o.field].(string)
 	e := ownerEntry{owner: owner, found: ok && owner != "", fresh: now.Add(o.ttl)}

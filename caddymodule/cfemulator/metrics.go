@@ -1,7 +1,6 @@
 package cfemulator
 
 import (
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/seed-a64a90cf/imagegate/caddymodule/internal/provision"

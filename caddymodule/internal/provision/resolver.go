@@ -18,12 +18,23 @@ import (
 // provision time and collects every failure, so one start reports all of
 // them. Its errors name the setting, never a secret's value.
 type Resolver struct {
-	repl *caddy.Replacer
-	errs []error
+	repl   *caddy.Replacer
+	errs   []error
+	failed map[string]bool
 }
 
 // NewResolver returns a Resolver of the global placeholders.
-func NewResolver() *Resolver { return &Resolver{repl: caddy.NewReplacer()} }
+func NewResolver() *Resolver { return &Resolver{repl: caddy.NewReplacer(), failed: map[string]bool{}} }
+
+// fail records an error about field.
+func (r *Resolver) fail(field string, err error) {
+	r.failed[field] = true
+	r.errs = append(r.errs, err)
+}
+
+// Failed returns the settings that failed to resolve, so validation can
+// leave them out instead of calling them missing.
+func (r *Resolver) Failed() map[string]bool { return r.failed }
 
 // Value resolves the placeholders in a setting that is not secret; "" stays
 // "".
@@ -33,7 +44,7 @@ func (r *Resolver) Value(field, v string) string {
 	}
 	out, err := r.repl.ReplaceOrErr(v, true, true)
 	if err != nil {
-		r.errs = append(r.errs, fmt.Errorf("%s: %v", field, err))
+		r.fail(field, fmt.Errorf("%s: %v", field, err))
 		return ""
 	}
 	return out
@@ -45,17 +56,21 @@ func (r *Resolver) Value(field, v string) string {
 func (r *Resolver) Secret(field, inline, file string) []byte {
 	switch {
 	case inline != "" && file != "":
-		r.errs = append(r.errs, fmt.Errorf("%s: set either %s or %s_file, not both", field, field, field))
+		r.fail(field, fmt.Errorf("%s: set either %s or %s_file, not both", field, field, field))
 	case file != "":
-		b, err := config.ReadSecretFile(field+"_file", r.Value(field+"_file", file))
+		path := r.Value(field+"_file", file)
+		if path == "" {
+			return nil // reported by Value
+		}
+		b, err := config.ReadSecretFile(field+"_file", path)
 		if err != nil {
-			r.errs = append(r.errs, err)
+			r.fail(field, err)
 		}
 		return b
 	case inline != "":
 		out, err := r.repl.ReplaceOrErr(inline, true, true)
 		if err != nil || out == "" {
-			r.errs = append(r.errs, fmt.Errorf("%s: a placeholder in it is unknown or empty (the value is not shown); use {env.NAME} with NAME set, or %s_file", field, field))
+			r.fail(field, fmt.Errorf("%s: a placeholder in it is unknown or empty (the value is not shown); use {env.NAME} with NAME set, or %s_file", field, field))
 			return nil
 		}
 		return []byte(out)
