@@ -99,10 +99,10 @@ type decision struct {
 func NewIntrospect(cfg IntrospectConfig) (*Introspect, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New("introspect: url must be an absolute http or https url")
+		return nil, errors.New("url: must be an absolute http or https url")
 	}
 	if len(cfg.Cookies) == 0 && len(cfg.Headers) == 0 {
-		return nil, errors.New("introspect: forward at least one cookie or header")
+		return nil, errors.New("sources: forward at least one cookie or header")
 	}
 	i := &Introspect{
 		url:         cfg.URL,

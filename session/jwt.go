@@ -97,7 +97,7 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 	}
 	for _, s := range j.sources {
 		if (s.Cookie == "") == (s.Header == "") {
-			return nil, errors.New("jwt: each token source names exactly one cookie or header")
+			return nil, errors.New("sources: each token source names exactly one cookie or header")
 		}
 		if strings.EqualFold(s.Header, "Authorization") {
 			j.challenge = "Bearer"
@@ -113,7 +113,7 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 		keys++
 		vk, err := newVerifyKey(cfg.Secret, "")
 		if err != nil {
-			return nil, fmt.Errorf("jwt: %v", err)
+			return nil, fmt.Errorf("secret: %v", err)
 		}
 		j.static = vk
 	}
@@ -121,11 +121,11 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 		keys++
 		pub, err := parsePublicKeyPEM(cfg.PublicKeyPEM)
 		if err != nil {
-			return nil, fmt.Errorf("jwt: public key: %v", err)
+			return nil, fmt.Errorf("public key: %v", err)
 		}
 		vk, err := newVerifyKey(pub, "")
 		if err != nil {
-			return nil, fmt.Errorf("jwt: public key: %v", err)
+			return nil, fmt.Errorf("public key: %v", err)
 		}
 		j.static = vk
 	}
@@ -133,7 +133,7 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 		keys++
 	}
 	if keys != 1 {
-		return nil, errors.New("jwt: configure exactly one of secret, public key and jwks")
+		return nil, errors.New("configure exactly one of secret, secret_file, public_key_file and jwks_url")
 	}
 	if j.maxSize <= 0 {
 		j.maxSize = 8 << 10

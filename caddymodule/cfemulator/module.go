@@ -169,7 +169,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	storage := r.Value("storage", h.Storage)
 	if err := r.Err(); err != nil {
-		return fmt.Errorf("cf_images_emulator: %w", err)
+		return err
 	}
 
 	h.known = map[string]bool{}
@@ -184,7 +184,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	for _, name := range names {
 		v := h.Variants[name]
 		if v == nil {
-			return fmt.Errorf("cf_images_emulator: variant %q: no definition", name)
+			return fmt.Errorf("variant %q: no definition", name)
 		}
 		fit := v.Fit
 		if fit == "" {
@@ -200,7 +200,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
-		return fmt.Errorf("cf_images_emulator: registering metrics: %w", err)
+		return fmt.Errorf("registering metrics: %w", err)
 	}
 
 	if storage == "" {
@@ -210,7 +210,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if storage != "memory" {
 		abs, err := filepath.Abs(storage)
 		if err != nil {
-			return fmt.Errorf("cf_images_emulator: storage: %w", err)
+			return fmt.Errorf("storage: %w", err)
 		}
 		storage, key = abs, "dir:"+abs
 	}
@@ -225,13 +225,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return pooledStore{s}, nil
 	})
 	if err != nil {
-		return fmt.Errorf("cf_images_emulator: opening storage: %w", err)
+		return fmt.Errorf("opening storage: %w", err)
 	}
 	h.storeKey = key
 	cfg.Store = val.(pooledStore).Store
 
 	if h.emu, err = emulator.New(cfg); err != nil {
-		return fmt.Errorf("cf_images_emulator: %w", err)
+		return err
 	}
 
 	rule := "it answers only requests that arrive on a loopback address (127.0.0.0/8, ::1), others get 403, " +
