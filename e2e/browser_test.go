@@ -64,6 +64,10 @@ func showImage(t *testing.T, browserCtx context.Context, gateway, id, query stri
 	return size[0], size[1]
 }
 
+// placeholderSize is the side of the SVG Caddyfile.example's handle_errors
+// serves for a refused image.
+const placeholderSize = 64
+
 // thumbCounts is what the gateway and the emulator have counted for the
 // thumbnail variant, read from Caddy's /metrics.
 type thumbCounts struct {
@@ -134,9 +138,10 @@ func TestBrowserCachesStableURL(t *testing.T) {
 	up := upload(t, gateway, alice)
 
 	ctx := browser(t)
-	// Without a session the gateway answers 401 and the image does not load.
-	if w, h := showImage(t, ctx, gateway, up.ID, "anonymous"); w != 0 || h != 0 {
-		t.Fatalf("an anonymous browser loaded a %dx%d image", w, h)
+	// Without a session the gateway answers 401, and Caddyfile.example's
+	// handle_errors shows its 64×64 placeholder instead of the image.
+	if w, h := showImage(t, ctx, gateway, up.ID, "anonymous"); w != placeholderSize || h != placeholderSize {
+		t.Fatalf("an anonymous browser loaded a %dx%d image, want the %dx%[3]d placeholder", w, h, placeholderSize)
 	}
 	host, _, _ := strings.Cut(gateway, ":")
 	httpOnly := true
@@ -182,8 +187,8 @@ func TestBrowserCachesStableURL(t *testing.T) {
 	// Another user signs in on the same browser. The cached answer varies on
 	// the cookie, so the browser asks the gateway again, which refuses bob.
 	setSession(token("bob", nil))
-	if w, h := showImage(t, ctx, gateway, up.ID, "bob"); w != 0 || h != 0 {
-		t.Fatalf("bob, on alice's browser, saw her %dx%d image from the cache", w, h)
+	if w, h := showImage(t, ctx, gateway, up.ID, "bob"); w != placeholderSize || h != placeholderSize {
+		t.Fatalf("bob, on alice's browser, saw a %dx%d image, want the placeholder, not her image from the cache", w, h)
 	}
 	if third := scrapeThumb(t, admin); third != (thumbCounts{redirects: 2, forbidden: 1, delivered: 1, emuAnswers: 1}) {
 		t.Fatalf("after bob's view: %+v, want the gateway to have refused bob once and nothing more delivered", third)

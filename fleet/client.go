@@ -140,13 +140,24 @@ func (c *Client) do(ctx context.Context, op string, f func(ctx context.Context) 
 	o := succeeded
 	if err != nil {
 		o = failed
-		if ctx.Err() != nil {
+		if callerGaveUp(ctx, end) {
 			o = abandoned
 		}
 	}
 	c.br.done(end, o)
 	c.observe(op, end.Sub(start), err)
 	return err
+}
+
+// callerGaveUp reports whether the caller's own context ended the call: it
+// is done, or its deadline has passed (the socket's deadline, taken from
+// it, can fire a moment before the context's timer does).
+func callerGaveUp(ctx context.Context, now time.Time) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !now.Before(d)
 }
 
 func (c *Client) observe(op string, d time.Duration, err error) {
