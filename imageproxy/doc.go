@@ -23,7 +23,8 @@
 // Config.Timeout, so a client that leaves mid-body does not waste a
 // delivery the next request would pay for again. Bodies over
 // Config.MaxObject are never stored: they stream through to one client
-// with constant memory.
+// with constant memory. With no tiers at all (the cache turned off),
+// every request streams its own fetch, as a reverse proxy would.
 //
 // Header hygiene works both ways. Upstream gets a GET with only Accept and
 // User-Agent: no cookie, credential, forwarding header or referrer of the

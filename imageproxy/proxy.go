@@ -24,7 +24,8 @@ type Config struct {
 	// Tiers are looked up in order; a hit in a later tier fills the
 	// earlier ones, for a full TTL (a tier does not tell how long its
 	// copy has left). No tiers means nothing is cached: every request
-	// fetches, though concurrent requests for one key still share a fetch.
+	// makes its own fetch and streams it, as a reverse proxy does
+	// (concurrent requests share a fetch only through a tier).
 	Tiers []Tier
 	// MaxObject is the largest body stored, in bytes (default 10 MiB).
 	// Larger bodies stream through to one caller, uncached.

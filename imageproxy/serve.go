@@ -38,6 +38,12 @@ import (
 // connection, so that a client reading a body without Content-Length does
 // not take a truncated image for a whole one.
 func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, k Key, upstreamURL string) error {
+	if len(p.tiers) == 0 {
+		// Nothing to share a fetch through: stream like a plain reverse
+		// proxy, with constant memory and no per-request body buffer.
+		p.obs.CacheMiss()
+		return p.direct(w, r, k, upstreamURL)
+	}
 	ctx := r.Context()
 	stored := p.stored.Load()
 	if obj, ok := p.lookup(ctx, k); ok {
@@ -123,6 +129,7 @@ func (p *Proxy) follow(w http.ResponseWriter, r *http.Request, k Key, rawURL str
 	started := false // the status line and headers are written
 	var sent int64   // body bytes written
 	var rc *http.ResponseController
+	unflushed := false // bytes written since the last flush
 	for {
 		f.mu.Lock()
 		state, m, buf, wake := f.state, f.meta, f.buf, f.wake
@@ -175,10 +182,16 @@ func (p *Proxy) follow(w http.ResponseWriter, r *http.Request, k Key, rawURL str
 						p.obs.Sent(sent)
 						return abort(err)
 					}
-					rc.Flush() // an error means w cannot flush; the bytes go out later
+					unflushed = true
 					continue
 				}
 			}
+		}
+		if unflushed {
+			// Flush only before waiting: what arrived in one burst goes
+			// out in one write, and nothing waits on a slow upstream.
+			rc.Flush() // an error means w cannot flush; the bytes go out later
+			unflushed = false
 		}
 		select {
 		case <-wake:
@@ -246,9 +259,9 @@ func (p *Proxy) passThrough(w http.ResponseWriter, r *http.Request, k Key, m met
 	return nil
 }
 
-// direct is a request's own uncached fetch, for a key whose shared fetch
-// found a body over MaxObject. Its context is the request's: nobody else
-// reads this body.
+// direct is a request's own uncached fetch: for a key whose shared fetch
+// found a body over MaxObject, or for every request when there are no
+// tiers. Its context is the request's: nobody else reads this body.
 func (p *Proxy) direct(w http.ResponseWriter, r *http.Request, k Key, rawURL string) error {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
