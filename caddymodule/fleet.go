@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -68,6 +69,11 @@ func (h *Handler) provisionRedis(r *provision.Resolver) error {
 	for i, u := range h.Redis {
 		// The URL may hold a password: never quote it in an error.
 		urls[i] = string(r.Secret("redis", u, ""))
+		if pu, err := url.Parse(u); err == nil && pu.User != nil {
+			if _, hasPassword := pu.User.Password(); hasPassword {
+				warnLiteralSecret(h.logger, "redis", u) // quiet when the URL holds a placeholder
+			}
+		}
 	}
 	if err := r.Err(); err != nil {
 		return err

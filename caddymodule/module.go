@@ -467,6 +467,15 @@ func (h *Handler) logStart() {
 	}
 }
 
+// warnLiteralSecret warns when a secret is written into the config itself
+// rather than as a placeholder or a file.
+func warnLiteralSecret(logger *zap.Logger, field, v string) {
+	if v != "" && !provision.IsPlaceholder(v) {
+		logger.Warn("literal secret in the config: it appears in config dumps; use an {env.X} placeholder or the _file form",
+			zap.String("field", field))
+	}
+}
+
 // Cleanup releases the signing key's metric series. Caddy cleans up the
 // guest modules itself (the jwt method's JWKS refresher stops there). It is
 // safe after a failed Provision.

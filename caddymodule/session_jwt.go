@@ -8,7 +8,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"go.uber.org/zap"
 
 	"github.com/seed-a64a90cf/imagegate/caddymodule/internal/caddyargs"
 	"github.com/seed-a64a90cf/imagegate/caddymodule/internal/provision"
@@ -240,15 +239,6 @@ func leewayArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
 		return -1, nil
 	}
 	return caddy.Duration(dur), nil
-}
-
-// warnLiteralSecret warns when a secret is written into the config itself
-// rather than as a placeholder or a file.
-func warnLiteralSecret(logger *zap.Logger, field, v string) {
-	if v != "" && !provision.IsPlaceholder(v) {
-		logger.Warn("literal secret in the config: it appears in config dumps; use an {env.X} placeholder or the _file form",
-			zap.String("field", field))
-	}
 }
 
 // Interface guards
