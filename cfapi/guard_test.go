@@ -10,29 +10,17 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/seed-a64a90cf/imagegate/internal/testclock"
 )
 
 const okImage = `{"success":true,"errors":[],"messages":[],"result":{"id":"x","meta":{"owner":"alice"}}}`
 
 // clock is a settable clock for a Client under test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
 
-func newClock() *clock { return &clock{t: time.Unix(1_800_000_000, 0)} }
+type clock = testclock.Clock
 
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newClock() *clock { return testclock.New(time.Unix(1_800_000_000, 0)) }
 
 func TestRateLimited(t *testing.T) {
 	var calls atomic.Int64

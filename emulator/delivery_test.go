@@ -73,7 +73,7 @@ func TestSigningVectors(t *testing.T) {
 				c.Store = store
 				c.Variants = []emulator.Variant{{ID: v.variant, Options: emulator.VariantOptions{Fit: "scale-down", Width: 5, Height: 5, Metadata: "none"}}}
 			})
-			env.clock.t = time.Unix(v.exp-60, 0)
+			env.clock.Set(time.Unix(v.exp-60, 0))
 			if got := sign(v.key, v.path, v.exp); got != v.path+"?exp="+strconv.FormatInt(v.exp, 10)+"&sig="+v.sig {
 				t.Fatalf("the test's own signer disagrees with the vector: %s", got)
 			}
@@ -86,7 +86,7 @@ func TestSigningVectors(t *testing.T) {
 				// same signature does not cover it.
 				t.Fatalf("vector accepted on the /cdn-cgi path: %d %s", resp.StatusCode, b)
 			}
-			env.clock.Advance(60 * time.Second) // now == exp: expired
+			env.clock.Add(60 * time.Second) // now == exp: expired
 			resp, b := env.do(t, "GET", url, nil, nil)
 			wantDenied(t, resp, b)
 		})
@@ -150,7 +150,7 @@ func TestSignedDelivery(t *testing.T) {
 	}
 
 	// After exp, the same URL is refused (the injected clock moves).
-	env.clock.Advance(2 * time.Hour)
+	env.clock.Add(2 * time.Hour)
 	resp, b = env.do(t, "GET", good, nil, nil)
 	wantDenied(t, resp, b)
 }

@@ -25,25 +25,12 @@ import (
 	"github.com/cloudflare/cloudflare-go/v6/option"
 
 	"github.com/seed-a64a90cf/imagegate/emulator"
+
+	"github.com/seed-a64a90cf/imagegate/internal/testclock"
 )
 
 // fakeClock is the injected clock: tests move time, they never sleep.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+type fakeClock = testclock.Clock
 
 // delivery is one call of the OnDelivery hook.
 type delivery struct {
@@ -71,7 +58,7 @@ var start = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func newEnv(t *testing.T, configure func(*emulator.Config)) *testEnv {
 	t.Helper()
-	env := &testEnv{clock: &fakeClock{t: start}}
+	env := &testEnv{clock: testclock.New(start)}
 	env.grew = sync.NewCond(&env.mu)
 	cfg := emulator.Config{
 		Now: env.clock.Now,

@@ -213,11 +213,11 @@ func TestUploadURLLifecycle(t *testing.T) {
 
 	t.Run("expires after the default 30 minutes", func(t *testing.T) {
 		id, up := env.createDraft(t, nil)
-		env.clock.Advance(30*time.Minute - time.Second)
+		env.clock.Add(30*time.Minute - time.Second)
 		if resp, b := env.apiDo(t, "GET", "v1/"+id, nil, ""); resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"draft":true`) {
 			t.Fatalf("live draft: %d %s", resp.StatusCode, b)
 		}
-		env.clock.Advance(time.Second)
+		env.clock.Add(time.Second)
 		resp, b := env.postFile(t, up, pngBytes(t, 2, 2))
 		wantAPIError(t, resp, b, http.StatusGone, 5400)
 		resp, b = env.postFile(t, up, pngBytes(t, 2, 2))
@@ -228,7 +228,7 @@ func TestUploadURLLifecycle(t *testing.T) {
 
 	t.Run("explicit expiry", func(t *testing.T) {
 		_, up := env.createDraft(t, map[string]string{"expiry": env.clock.Now().Add(5 * time.Minute).Format(time.RFC3339)})
-		env.clock.Advance(5 * time.Minute)
+		env.clock.Add(5 * time.Minute)
 		resp, b := env.postFile(t, up, pngBytes(t, 2, 2))
 		wantAPIError(t, resp, b, http.StatusGone, 5400)
 	})

@@ -23,6 +23,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/lestrrat-go/jwx/v3/jwt"
+
+	"github.com/seed-a64a90cf/imagegate/internal/testclock"
 )
 
 // t0 is the fixed "now" of the tests.
@@ -32,24 +34,10 @@ var t0 = time.Unix(1_800_000_000, 0)
 var testSecret = []byte("0123456789abcdef0123456789abcdef")
 
 // fakeClock is a settable clock shared by code under test and the test.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
 
-func newClock() *fakeClock { return &fakeClock{t: t0} }
+type fakeClock = testclock.Clock
 
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newClock() *fakeClock { return testclock.New(t0) }
 
 type testKeys struct {
 	rsa, rsa2 *rsa.PrivateKey

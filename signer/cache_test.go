@@ -7,15 +7,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/seed-a64a90cf/imagegate/internal/testclock"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+type clock = testclock.Clock
 
 func newTestSigner(t *testing.T, c *clock, size int, signs, evicts *atomic.Int64) *Signer {
 	t.Helper()
@@ -35,7 +31,7 @@ func newTestSigner(t *testing.T, c *clock, size int, signs, evicts *atomic.Int64
 }
 
 func TestURLIsStableInsideAWindow(t *testing.T) {
-	c := &clock{t: time.Unix(1699999000, 0)}
+	c := testclock.New(time.Unix(1699999000, 0))
 	var signs, evicts atomic.Int64
 	s := newTestSigner(t, c, 10, &signs, &evicts)
 
@@ -64,7 +60,7 @@ func TestURLIsStableInsideAWindow(t *testing.T) {
 }
 
 func TestPublicURLIsUnsignedAndEscaped(t *testing.T) {
-	c := &clock{t: time.Unix(1700000000, 0)}
+	c := testclock.New(time.Unix(1700000000, 0))
 	var signs, evicts atomic.Int64
 	s := newTestSigner(t, c, 10, &signs, &evicts)
 	u, _ := s.URL("users/100%/a b", "avatar", true, c.Now())
@@ -77,7 +73,7 @@ func TestPublicURLIsUnsignedAndEscaped(t *testing.T) {
 }
 
 func TestSignedPathIsTheWirePath(t *testing.T) {
-	c := &clock{t: time.Unix(1700000000, 0)}
+	c := testclock.New(time.Unix(1700000000, 0))
 	var signs, evicts atomic.Int64
 	s := newTestSigner(t, c, 10, &signs, &evicts)
 	u, _ := s.URL("folder/100%-real", "public", false, c.Now())
@@ -95,7 +91,7 @@ func TestSignedPathIsTheWirePath(t *testing.T) {
 }
 
 func TestEvictionIsReported(t *testing.T) {
-	c := &clock{t: time.Unix(1700000000, 0)}
+	c := testclock.New(time.Unix(1700000000, 0))
 	var signs, evicts atomic.Int64
 	s := newTestSigner(t, c, 2, &signs, &evicts)
 	for _, id := range []string{"a", "b", "c"} {
@@ -108,7 +104,7 @@ func TestEvictionIsReported(t *testing.T) {
 
 // TestConcurrentMissesSignOnce runs under -race in CI.
 func TestConcurrentMissesSignOnce(t *testing.T) {
-	c := &clock{t: time.Unix(1700000000, 0)}
+	c := testclock.New(time.Unix(1700000000, 0))
 	var signs, evicts atomic.Int64
 	s := newTestSigner(t, c, 1000, &signs, &evicts)
 	const workers = 64
