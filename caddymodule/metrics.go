@@ -43,13 +43,14 @@ var outcomeInfo = [numOutcomes]struct {
 	outcomeJSON:             {"json", http.StatusOK},
 	outcomeNotModified:      {"not_modified", http.StatusNotModified},
 	outcomeProxied:          {"proxied", http.StatusOK},
-	outcomeUnauthenticated:  {"unauthenticated", http.StatusUnauthorized},
-	outcomeForbidden:        {"forbidden", http.StatusForbidden},
-	outcomeLimited:          {"limited", http.StatusTooManyRequests},
+	// A session verdict's status is the session package's decision.
+	outcomeUnauthenticated:  {"unauthenticated", session.Unauthenticated.Status()},
+	outcomeForbidden:        {"forbidden", session.Forbidden.Status()},
+	outcomeLimited:          {"limited", session.Limited.Status()},
 	outcomeBadRequest:       {"bad_request", http.StatusBadRequest},
 	outcomeNotFound:         {"not_found", http.StatusNotFound},
 	outcomeMethodNotAllowed: {"method_not_allowed", http.StatusMethodNotAllowed},
-	outcomeUnavailable:      {"unavailable", http.StatusServiceUnavailable},
+	outcomeUnavailable:      {"unavailable", session.Unavailable.Status()},
 	outcomeUpstreamError:    {"upstream_error", http.StatusBadGateway},
 	outcomeUpstreamTimeout:  {"upstream_timeout", http.StatusGatewayTimeout},
 }
