@@ -39,10 +39,10 @@ var outcomeInfo = [numOutcomes]struct {
 	name   string
 	status int // the answer's status when the outcome is a refusal
 }{
-	outcomeRedirect:         {"redirect", http.StatusFound},
-	outcomeJSON:             {"json", http.StatusOK},
-	outcomeNotModified:      {"not_modified", http.StatusNotModified},
-	outcomeProxied:          {"proxied", http.StatusOK},
+	outcomeRedirect:    {"redirect", http.StatusFound},
+	outcomeJSON:        {"json", http.StatusOK},
+	outcomeNotModified: {"not_modified", http.StatusNotModified},
+	outcomeProxied:     {"proxied", http.StatusOK},
 	// A session verdict's status is the session package's decision.
 	outcomeUnauthenticated:  {"unauthenticated", session.Unauthenticated.Status()},
 	outcomeForbidden:        {"forbidden", session.Forbidden.Status()},
