@@ -119,8 +119,9 @@ func TestExampleCaddyfileStillLoads(t *testing.T) {
 	if handler.method.CaddyModule().ID.Name() != "jwt" {
 		t.Errorf("session method %s", handler.method.CaddyModule().ID)
 	}
-	if _, ok := handler.authorizer.(*OwnerAuthorizer); !ok || handler.uploads == nil {
-		t.Errorf("authorizer %T, uploads %v: want owner with uploads", handler.authorizer, handler.uploads != nil)
+	// The owner policy and uploads both need the API client.
+	if handler.api == nil || handler.uploads == nil {
+		t.Errorf("API client %v, uploads %v: want both, for owner and uploads", handler.api != nil, handler.uploads != nil)
 	}
 }
 

@@ -182,26 +182,25 @@ type Handler struct {
 	// RedisTimeout bounds every Redis operation. Default: 100ms.
 	RedisTimeout caddy.Duration `json:"redis_timeout,omitempty"`
 
-	cfg        config.Gateway
-	method     SessionMethod
-	authorizer Authorizer
-	gate       *session.Gate
-	checks     *checkMetrics
-	api        *cfapi.Client
-	uploads    *uploader
-	signer     *signer.Signer
-	proxy      *imageproxy.Proxy
-	mem        *imageproxy.Memory // proxy mode's memory tier, or nil
-	memKey     string             // the memory tier's key in memoryTiers, to release
-	fleet      *fleetConn         // the shared Redis, or nil
-	fleetKey   string             // its key in fleets, to release
-	limitKey   []byte             // keys subjects' hashes in Redis
-	variants   map[string]*variantState
-	prefix     string // Prefix, without a trailing slash
-	keyID      string
-	keyInUse   bool // counted in keysInUse, to release in Cleanup
-	now        func() time.Time
-	logger     *zap.Logger
+	cfg      config.Gateway
+	method   SessionMethod
+	gate     *session.Gate
+	checks   *checkMetrics
+	api      *cfapi.Client
+	uploads  *uploader
+	signer   *signer.Signer
+	proxy    *imageproxy.Proxy
+	mem      *imageproxy.Memory // proxy mode's memory tier, or nil
+	memKey   string             // the memory tier's key in memoryTiers, to release
+	fleet    *fleetConn         // the shared Redis, or nil
+	fleetKey string             // its key in fleets, to release
+	limitKey []byte             // keys subjects' hashes in Redis
+	variants map[string]*variantState
+	prefix   string // Prefix, without a trailing slash
+	keyID    string
+	keyInUse bool // counted in keysInUse, to release in Cleanup
+	now      func() time.Time
+	logger   *zap.Logger
 }
 
 // RateLimit is a budget of Events per Window for each caller.
@@ -353,7 +352,6 @@ func (h *Handler) provisionSession(ctx caddy.Context) error {
 	if o, ok := az.(*OwnerAuthorizer); ok && h.UploadPath != "" && o.field != h.uploadOwnerField() {
 		return fmt.Errorf("authorize owner %s: uploads stamp the field %q (upload_owner_field), so uploaders could not see their own images; use one field", o.field, h.uploadOwnerField())
 	}
-	h.authorizer = az
 	h.gate = session.NewGate(m.Authenticator(), policy)
 	h.checks = newCheckMetrics(m)
 	return nil
@@ -385,7 +383,11 @@ func (h *Handler) unusedSettings(owner bool) []error {
 // parser would have refused.
 func (h *Handler) validateLimits() error {
 	var errs []error
-	for name, l := range map[string]*RateLimit{"lookup_limit": h.LookupLimit, "upload_limit": h.UploadLimit} {
+	for _, lim := range []struct {
+		name string
+		l    *RateLimit
+	}{{"lookup_limit", h.LookupLimit}, {"upload_limit", h.UploadLimit}} {
+		name, l := lim.name, lim.l
 		switch {
 		case l == nil:
 		case l.Events < 0:
