@@ -122,7 +122,7 @@ func (h *Handler) cleanupProxy() {
 // serveProxy answers an authorized request with the image bytes. The
 // caller's session was checked before this: cached bytes are never a
 // capability.
-func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request, vs *variantState, ref imageref.Ref, u *signer.URL, now time.Time) error {
+func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request, vs *variantState, ref imageref.Ref, u *signer.URL) error {
 	hdr := w.Header()
 	key := imageproxy.Key{
 		AccountHash: h.cfg.AccountHash,
@@ -155,6 +155,6 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request, vs *variant
 		panic(http.ErrAbortHandler)
 	}
 	setOutcome(r, outcomeProxied)
-	vs.served(outcomeProxied, false, u.Expires.Sub(now).Seconds())
+	vs.count(outcomeProxied) // no URL was handed out: no validity to observe
 	return nil
 }

@@ -66,7 +66,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	now := h.now() // after the session check, which may have waited on the network
 	u, hit := h.stableURL(w, ref, vs, now)
 	if h.proxy != nil {
-		return h.serveProxy(w, r, vs, ref, u, now)
+		return h.serveProxy(w, r, vs, ref, u)
 	}
 	hdr := w.Header()
 
