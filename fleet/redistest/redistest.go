@@ -1,12 +1,18 @@
-// Package redistest runs a real, throwaway redis-server for tests: on a
-// free loopback port, with a random password, no persistence, and killed
-// when the test ends.
+// Package redistest runs real, throwaway Redis servers for tests, with
+// Debian's redis-server (which has cluster, Sentinel and TLS built in): a
+// single node (Start), a node over TLS with a CA the test makes
+// (StartTLS), a Redis Cluster of primaries created with redis-cli
+// (StartCluster), and a primary, a replica and a Sentinel (StartSentinel).
+// Every server listens on a free loopback port, has a random password, a
+// temporary directory and no persistence, and is killed when the test
+// ends. Every wait is bounded.
 package redistest
 
 import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,22 +28,34 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// startTimeout bounds how long a server may take to answer PING.
+// startTimeout bounds how long a server may take to answer PING, and every
+// other wait for a server's state.
 const startTimeout = 10 * time.Second
+
+// GatewayACL is the ACL rule set that limits a user to what an imagegate
+// fleet with the default key prefix needs: its keys (~) and Pub/Sub
+// channels (&) under "imagegate:", and no administrative or dangerous
+// command.
+const GatewayACL = "~imagegate:* &imagegate:* +@all -@admin -@dangerous"
 
 // Server is a running redis-server. Its address and password stay the same
 // across Restart.
 type Server struct {
 	// Addr is the server's host:port on 127.0.0.1.
 	Addr string
-	// Password is the server's random requirepass.
+	// Password is the server's random requirepass (the default user's).
 	Password string
-	// URL is redis://:Password@Addr/0.
+	// URL is redis://:Password@Addr/0, or rediss://... for StartTLS.
 	URL string
+	// CAFile is, for StartTLS, the PEM file of the CA that signed the
+	// server's certificate; "" otherwise.
+	CAFile string
 
-	t   testing.TB
-	bin string
-	dir string
+	t    testing.TB
+	bin  string
+	dir  string
+	args func(port string) []string // the command line for a port
+	tls  *tls.Config                // how to reach the server; nil for plain TCP
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -44,42 +63,73 @@ type Server struct {
 }
 
 // Start runs a redis-server for t and stops it when t ends. Without
-// redis-server on PATH it skips t, unless the environment variable CI is
-// set, in which case it fails t: CI must not skip silently.
+// redis-server it skips t, unless the environment variable CI is set, in
+// which case it fails t: CI must not skip silently.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
+	s := newServer(t, nil)
+	s.args = func(port string) []string { return s.nodeArgs(port) }
+	s.listen()
+	s.URL = "redis://:" + s.Password + "@" + s.Addr + "/0"
+	return s
+}
+
+// newServer prepares a Server with a password and a directory; the caller
+// sets args and calls listen.
+func newServer(t testing.TB, tlsConf *tls.Config) *Server {
+	t.Helper()
+	s := &Server{t: t, bin: Tool(t, "redis-server"), dir: t.TempDir(), Password: randomHex(t), tls: tlsConf}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Tool returns the path of a Redis command (redis-server, redis-cli).
+// Without it, it skips t, or fails t when the environment variable CI is
+// set.
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	bin, err := exec.LookPath(name)
 	if err != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatalf("redistest: redis-server not found on PATH (CI is set, so this fails instead of skipping): %v", err)
+			t.Fatalf("redistest: %s not found on PATH (CI is set, so this fails instead of skipping): %v", name, err)
 		}
-		t.Skipf("redistest: redis-server not found on PATH: %v", err)
+		t.Skipf("redistest: %s not found on PATH: %v", name, err)
 	}
-	pw := make([]byte, 16)
-	if _, err := rand.Read(pw); err != nil {
-		t.Fatalf("redistest: password: %v", err)
-	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), Password: hex.EncodeToString(pw)}
-	t.Cleanup(s.Stop)
+	return bin
+}
 
-	// The free port is found by binding and releasing it, so another
-	// process may take it before redis-server does; try a few.
+// nodeArgs is the command line of a data node on port: password, no
+// persistence, loopback only.
+func (s *Server) nodeArgs(port string) []string {
+	return []string{
+		"--port", port,
+		"--bind", "127.0.0.1",
+		"--requirepass", s.Password,
+		"--dir", s.dir,
+		"--save", "",
+		"--appendonly", "no",
+	}
+}
+
+// listen starts the server on a free port. The free port is found by
+// binding and releasing it, so another process may take it before
+// redis-server does; it tries a few.
+func (s *Server) listen() {
+	s.t.Helper()
 	for attempt := 0; ; attempt++ {
-		port, err := freePort()
+		port, err := FreePort()
 		if err != nil {
-			t.Fatalf("redistest: %v", err)
+			s.t.Fatalf("redistest: %v", err)
 		}
 		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		err = s.start()
 		if err == nil {
-			break
+			return
 		}
 		if attempt == 2 {
-			t.Fatalf("redistest: %v", err)
+			s.t.Fatalf("redistest: %v", err)
 		}
 	}
-	s.URL = "redis://:" + s.Password + "@" + s.Addr + "/0"
-	return s
 }
 
 // Stop kills the server, as a crash would, and waits for it to exit. It
@@ -87,7 +137,12 @@ func Start(t testing.TB) *Server {
 func (s *Server) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.stopLocked()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.exit
+	s.cmd = nil
 }
 
 // Restart stops the server if it runs and starts it again on the same
@@ -100,26 +155,47 @@ func (s *Server) Restart() {
 	}
 }
 
-func (s *Server) stopLocked() {
-	if s.cmd == nil {
-		return
+// Client returns a go-redis client on the server as its default user, for
+// setting up and inspecting; it is closed when the test ends.
+func (s *Server) Client() *redis.Client {
+	rdb := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.Password, TLSConfig: s.tls, MaxRetries: -1})
+	s.t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+// AddACLUser creates user with password and the rules GatewayACL, exactly
+// as an operator would with
+//
+//	ACL SETUSER <user> on ><password> ~imagegate:* &imagegate:* +@all -@admin -@dangerous
+//
+// and returns the URL that logs in as that user.
+func (s *Server) AddACLUser(user, password string) string {
+	s.t.Helper()
+	addACLUser(s.t, s.Client(), user, password)
+	scheme := "redis"
+	if s.tls != nil {
+		scheme = "rediss"
 	}
-	_ = s.cmd.Process.Kill()
-	<-s.exit
-	s.cmd = nil
+	return scheme + "://" + user + ":" + password + "@" + s.Addr + "/0"
+}
+
+func addACLUser(t testing.TB, rdb *redis.Client, user, password string) {
+	t.Helper()
+	args := []any{"ACL", "SETUSER", user, "on", ">" + password}
+	for _, r := range strings.Fields(GatewayACL) {
+		args = append(args, r)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := rdb.Do(ctx, args...).Err(); err != nil {
+		t.Fatalf("redistest: ACL SETUSER %s: %v", user, err)
+	}
 }
 
 // start runs redis-server on s.Addr and waits until it answers PING.
 func (s *Server) start() error {
-	host, port, _ := net.SplitHostPort(s.Addr)
-	cmd := exec.Command(s.bin,
-		"--port", port,
-		"--bind", host,
-		"--requirepass", s.Password,
-		"--dir", s.dir,
-		"--save", "",
-		"--appendonly", "no",
-	)
+	_, port, _ := net.SplitHostPort(s.Addr)
+	cmd := exec.Command(s.bin, s.args(port)...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -144,7 +220,7 @@ func (s *Server) start() error {
 // waitReady pings until the server answers, exits, or startTimeout passes.
 func (s *Server) waitReady(exit <-chan struct{}) error {
 	rdb := redis.NewClient(&redis.Options{
-		Addr: s.Addr, Password: s.Password,
+		Addr: s.Addr, Password: s.Password, TLSConfig: s.tls,
 		DialTimeout: 200 * time.Millisecond, MaxRetries: -1,
 	})
 	defer rdb.Close()
@@ -167,8 +243,27 @@ func (s *Server) waitReady(exit <-chan struct{}) error {
 	}
 }
 
-// freePort returns a loopback TCP port nothing listened on a moment ago.
-func freePort() (int, error) {
+// waitFor calls cond every 20ms until it returns nil, and fails t with its
+// last error after startTimeout.
+func waitFor(t testing.TB, what string, cond func(ctx context.Context) error) {
+	t.Helper()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := cond(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: %s: not within %v: %v", what, startTimeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// FreePort returns a loopback TCP port nothing listened on a moment ago.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)
@@ -177,7 +272,16 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// syncBuffer collects the server's output for error messages.
+// randomHex returns 32 random hex digits, for passwords.
+func randomHex(t testing.TB) string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatalf("redistest: random: %v", err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// syncBuffer collects a process's output for error messages.
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
