@@ -73,9 +73,10 @@ type OwnerConfig struct {
 	// Stale is how much longer than TTL an image's owner is still used
 	// when looking it up again fails (an API error, a timeout, the API's
 	// rate limit), so that an outage does not lock owners out of images
-	// they could just see: the stale-if-error of RFC 5861. A missing
-	// image is never remembered past NotFoundTTL. Default 1h; negative
-	// disables.
+	// they could just see: the stale-if-error of RFC 5861. A caller over
+	// her own Limiter budget is refused (429), never answered stale, so
+	// that she cannot outlive an owner change. A missing image is never
+	// remembered past NotFoundTTL. Default 1h; negative disables.
 	Stale time.Duration
 	// NotFoundTTL is how long a missing image is remembered. Default 30s,
 	// shorter than TTL because a fresh upload may not exist yet.
@@ -88,7 +89,7 @@ type OwnerConfig struct {
 	// Limiter, if set, bounds each caller's lookups. Only a check that
 	// needs a lookup (no fresh answer is cached) spends the caller's
 	// budget; over it, the check fails with a *LimitedError and makes no
-	// lookup. The Cloudflare API allows a token about 1,200 calls per 5
+	// lookup, even if a stale answer is cached. The Cloudflare API allows a token about 1,200 calls per 5
 	// minutes, shared by every caller, so without a limit one caller
 	// cycling through made-up image ids could use it all. Nil: no limit.
 	Limiter limit.Limiter
@@ -166,7 +167,7 @@ func (o *Owner) Allow(ctx context.Context, id Identity, img Image) error {
 	e, cached := o.cache.get(img.ID, now)
 	if !cached || !now.Before(e.fresh) {
 		var err error
-		if e, err = o.refresh(ctx, id.Subject, img.ID, e, cached); err != nil {
+		if e, err = o.refresh(ctx, id.Subject, img.ID); err != nil {
 			return err
 		}
 	}
@@ -176,18 +177,18 @@ func (o *Owner) Allow(ctx context.Context, id Identity, img Image) error {
 	return nil
 }
 
-// refresh looks imageID up on behalf of subject. stale, if cached, is an
-// expired answer, used when subject is over its limit: a lookup refused is
-// a lookup failed.
-func (o *Owner) refresh(ctx context.Context, subject, imageID string, stale ownerEntry, cached bool) (ownerEntry, error) {
+// refresh looks imageID up on behalf of subject.
+func (o *Owner) refresh(ctx context.Context, subject, imageID string) (ownerEntry, error) {
 	// Each caller pays, also one joining another's lookup below: charging
 	// only the first would let a caller's spent budget fail, or its
 	// unspent one serve, everyone waiting on the same image.
+	//
+	// A caller over her budget gets 429 even when a stale owner is cached:
+	// serving it would let her outlive an owner change for as long as she
+	// keeps her own budget spent. Stale owners answer only when the
+	// Cloudflare API fails (see lookup), which is nobody's choice.
 	if o.limiter != nil {
 		if r := o.limiter.Allow(ctx, subject); !r.Allowed {
-			if cached {
-				return stale, nil
-			}
 			return ownerEntry{}, fmt.Errorf("owner lookup: %w", &LimitedError{RetryAfter: r.RetryAfter})
 		}
 	}

@@ -170,15 +170,19 @@ func TestOwnerLimiterOnlyOnLookup(t *testing.T) {
 	}
 }
 
-func TestOwnerLimitedServesStale(t *testing.T) {
-	// A caller over budget still gets the answer already cached, stale or
-	// not, rather than a 429 for an image it was just seeing.
+func TestOwnerLimitedNeverServesStale(t *testing.T) {
+	// Alice spends her own lookup budget, then the image is reassigned to
+	// bob. Once her cached entry is no longer fresh she must get 429, not
+	// the stale "alice owns it" (issue 16: she kept access for up to
+	// metadata_stale). A fresh entry still answers without a lookup.
 	src := newFakeMeta()
 	clk := newClock()
 	o, err := NewOwner(OwnerConfig{
 		Field:   "owner",
 		Source:  src,
 		Now:     clk.Now,
+		TTL:     5 * time.Minute,
+		Stale:   time.Hour,
 		Limiter: limit.NewLocal(limit.Rate{Events: 1, Per: 24 * time.Hour}, 0),
 	})
 	if err != nil {
@@ -187,8 +191,14 @@ func TestOwnerLimitedServesStale(t *testing.T) {
 	runSteps(t, o, clk, src.calls.Load, []step{
 		{"first lookup", 0, "alice", "img1", nil, 1},
 		{"budget spent", 0, "alice", "ghost", ErrLimited, 1},
-		{"stale while limited", 10 * time.Minute, "alice", "img1", nil, 1},
+		{"fresh while limited", time.Minute, "alice", "img1", nil, 1},
+	})
+	src.set(func() { src.owners["img1"] = "bob" })
+	runSteps(t, o, clk, src.calls.Load, []step{
+		{"stale while limited", 10 * time.Minute, "alice", "img1", ErrLimited, 1},
 		{"past stale", time.Hour, "alice", "img1", ErrLimited, 1},
+		{"bob's own lookup", 0, "bob", "img1", nil, 2},
+		{"alice, fresh entry says bob", 0, "alice", "img1", ErrForbidden, 2},
 	})
 }
 
