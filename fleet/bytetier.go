@@ -50,7 +50,7 @@ func (t *ByteTier) Get(ctx context.Context, k imageproxy.Key) (*imageproxy.Objec
 	err := t.c.do(ctx, OpGet, func(ctx context.Context) error {
 		// Bytes hands over the reply's own buffer (no copy), which the
 		// object's Body then keeps.
-		b, err := t.c.rdb.Get(ctx, imageKey(k)).Bytes()
+		b, err := t.c.rdb.Get(ctx, t.c.imageKey(k)).Bytes()
 		if errors.Is(err, redis.Nil) {
 			return nil
 		}
@@ -79,7 +79,7 @@ func (t *ByteTier) Set(ctx context.Context, k imageproxy.Key, obj *imageproxy.Ob
 	}
 	// The write outlives the request that asked for it.
 	ctx = context.WithoutCancel(ctx)
-	key := imageKey(k)
+	key := t.c.imageKey(k)
 	go func() {
 		defer func() { <-t.writes }()
 		_ = t.c.do(ctx, OpSet, func(ctx context.Context) error {
@@ -111,7 +111,7 @@ func (t *ByteTier) Delete(ctx context.Context, keys ...imageproxy.Key) int {
 	_ = t.c.do(ctx, OpDel, func(ctx context.Context) error {
 		cmds, err := t.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, k := range keys {
-				p.Del(ctx, imageKey(k))
+				p.Del(ctx, t.c.imageKey(k))
 			}
 			return nil
 		})

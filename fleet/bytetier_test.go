@@ -49,7 +49,7 @@ func TestByteTierRoundTrip(t *testing.T) {
 		t.Fatal("Get of another format bucket hit")
 	}
 
-	ttl, err := rdb.TTL(ctx, imageKey(k)).Result()
+	ttl, err := rdb.TTL(ctx, tier.c.imageKey(k)).Result()
 	if err != nil {
 		t.Fatalf("TTL: %v", err)
 	}
@@ -73,7 +73,7 @@ func TestByteTierSkipsWrites(t *testing.T) {
 	tier.Wait()
 
 	keys := allKeys(t, rdb)
-	if len(keys) != 1 || keys[0] != imageKey(k("at-max")) {
+	if len(keys) != 1 || keys[0] != tier.c.imageKey(k("at-max")) {
 		t.Fatalf("stored keys %q, want only the at-max object", keys)
 	}
 	if _, ok := tier.Get(ctx, k("over-max")); ok {
@@ -89,7 +89,7 @@ func TestByteTierUndecodableIsMiss(t *testing.T) {
 	k := imageproxy.Key{AccountHash: "a", ID: "i", Variant: "v"}
 	good := encodeObject(testObject(100))
 	for _, v := range [][]byte{[]byte("not an object"), good[:len(good)-1], append([]byte{9}, good[1:]...)} {
-		if err := rdb.Set(ctx, imageKey(k), v, time.Minute).Err(); err != nil {
+		if err := rdb.Set(ctx, tier.c.imageKey(k), v, time.Minute).Err(); err != nil {
 			t.Fatalf("SET: %v", err)
 		}
 		if obj, ok := tier.Get(ctx, k); ok {

@@ -88,8 +88,8 @@ func TestOutageAndRecovery(t *testing.T) {
 			t.Fatal("breaker still open 5s after the cool-down with Redis back")
 		}
 	}
-	before := fallback.calls.Load()
-	if !lim.Allow(ctx, "alice").Allowed || fallback.calls.Load() != before {
+	before := log.count(OpLimit, nil)
+	if !lim.Allow(ctx, "alice").Allowed || log.count(OpLimit, nil) != before+1 {
 		t.Error("limiter did not use Redis after recovery")
 	}
 	tier.Set(ctx, k, testObject(100), time.Minute)

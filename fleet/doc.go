@@ -4,14 +4,38 @@
 // and a purge fan-out so one replica's purge reaches every replica's memory
 // tier (Purger).
 //
-// Redis is never a dependency of an answer. Every call carries a short
-// deadline (Options.Timeout), and a circuit breaker stops calling Redis for a
-// cool-down after consecutive failures, so a slow or absent Redis costs at
-// most one deadline per call and then microseconds. While Redis is
-// unavailable the byte tier answers misses and drops writes, the limiter
-// counts locally per replica, and purges reach only the local replica (see
-// Purger for the bound on stale entries). Opening a Client does not contact
-// Redis, so a gateway starts without it.
+// # The Redis that ops run
+//
+// Options take the Redis as it is deployed, through go-redis's own clients:
+// a single node; a Redis Cluster through its seeds, or through one
+// configuration endpoint (Options.Cluster, as managed clusters offer); a
+// primary watched by Sentinels (Options.SentinelMaster), whose failovers
+// the client follows without being reopened; any of them over TLS
+// (rediss://), trusting a private CA if need be (Options.TLSCAFile); and
+// an ACL user named in the URL. Every key and Pub/Sub channel starts with
+// Options.KeyPrefix ("imagegate:" by default), so a user created with
+//
+//	ACL SETUSER gw on >password ~imagegate:* &imagegate:* +@all -@admin -@dangerous
+//
+// can run the fleet and touch nothing else. On a cluster, every command
+// names one key, or keys in one slot: an image's keys carry a hash tag,
+// "{<account hash>:<id>}", so every variant and format of one image (and
+// any other key of that image) lands in one slot.
+//
+// # Redis is never a dependency of an answer
+//
+// Every call carries a short deadline (Options.Timeout), and a circuit
+// breaker stops calling Redis for a cool-down after consecutive failures,
+// so a slow or absent Redis costs at most one deadline per call and then
+// microseconds. While Redis is unavailable (down, or between a primary's
+// death and the Sentinel's failover) the byte tier answers misses and drops
+// writes, the limiter counts locally per replica from what the caller
+// already spent through that replica (see Limiter for the bound), and
+// purges reach only the local replica (see Purger for the bound on stale
+// entries). Opening a Client does not contact Redis, so a gateway starts
+// without it.
+//
+// # What Redis holds
 //
 // Authorization never depends on Redis: nothing stored there decides who may
 // see an image. Keys hold only an account hash, an image ID, a variant name
@@ -20,10 +44,9 @@
 //
 // The byte tier does store image bodies, and those are private images: an
 // attacker who can read Redis can read them. Protect Redis as you would the
-// images themselves: a password (or an ACL user limited to the keys
-// "imagegate:*" and the purge channel), TLS (rediss://) when the network is
-// not private, and a private network.
+// images themselves: an ACL user limited to the key prefix, TLS (rediss://)
+// when the network is not private, and a private network.
 //
-// Every key starts with "imagegate:v1:"; a change to a key or value layout
-// changes the version so a new gateway never misreads an old entry.
+// Keys are "<prefix><version>:<kind>:…"; a change to a key or value layout
+// changes its version so a new gateway never misreads an old entry.
 package fleet

@@ -14,15 +14,32 @@ import (
 	"github.com/seed-a64a90cf/imagegate/limit"
 )
 
-// limitPrefix starts every limiter key.
-const limitPrefix = "imagegate:v1:limit:"
-
 // Limiter is a limit.Limiter whose budget the whole fleet shares: each
 // event is one round trip to Redis running the GCRA script of
-// github.com/go-redis/redis_rate, so N replicas together allow Rate, not
-// N times Rate. While Redis is unavailable it answers from a per-replica
-// fallback, so during an outage the fleet may allow up to N times Rate; its
-// answers never fail and never wait longer than the Client's Timeout.
+// github.com/go-redis/redis_rate (one key per subject, so the script never
+// spans cluster slots), and N replicas together allow Rate, not N times
+// Rate. Its answers never fail and never wait longer than the Client's
+// Timeout.
+//
+// While Redis is unavailable it answers from a per-replica fallback. The
+// fallback is charged for every event Redis allows too, so an outage
+// starts from what the subject has spent through this replica, not from a
+// full budget. What remains is bounded so:
+//
+//   - During an outage a subject may get, on each replica, what that
+//     replica's fallback still holds: Rate minus what the subject spent
+//     through that replica within the window, refilling at Rate. A
+//     subject served by one replica (or pinned to one) gets nothing new;
+//     one that spent its budget through replica A can still spend up to a
+//     full budget on replica B. Over N replicas the fleet allows at most
+//     N times Rate, as with no charging at all, but only a subject that
+//     reaches replicas it did not use before gets more than its budget.
+//   - The fallback forgets a subject when its bounded table evicts it
+//     (limit.Local's maxSubjects) or the replica restarts.
+//   - Events allowed by the fallback are not charged to Redis when it
+//     answers again, and a Redis that restarts empty (no persistence)
+//     forgets every count: after such an outage a subject may get up to
+//     one more budget through Redis.
 type Limiter struct {
 	c        *Client
 	rl       *redis_rate.Limiter
@@ -37,8 +54,9 @@ var _ limit.Limiter = (*Limiter)(nil)
 
 // NewLimiter returns a limiter of rate for the budget called name (a short
 // constant such as "api"; it is part of the key). fallback answers while
-// Redis is unavailable and must not be nil. A rate with Per <= 0 is per
-// second.
+// Redis is unavailable, is charged while Redis answers, and must not be
+// nil; it should allow rate per subject, as limit.NewLocal(rate, 0) does.
+// A rate with Per <= 0 is per second.
 func NewLimiter(c *Client, name string, rate limit.Rate, fallback limit.Limiter) *Limiter {
 	if fallback == nil {
 		panic("fleet: NewLimiter needs a fallback limiter")
@@ -49,7 +67,7 @@ func NewLimiter(c *Client, name string, rate limit.Rate, fallback limit.Limiter)
 	return &Limiter{
 		c:        c,
 		rl:       redis_rate.NewLimiter(unprefixed{c.rdb}),
-		prefix:   limitPrefix + name + ":",
+		prefix:   c.Key("v1", "limit", name, ""),
 		limit:    redis_rate.Limit{Rate: rate.Events, Burst: rate.Events, Period: rate.Per},
 		off:      rate.Off(),
 		fallback: fallback,
@@ -72,6 +90,10 @@ func (l *Limiter) Allow(ctx context.Context, subject string) limit.Result {
 		return l.fallback.Allow(ctx, subject)
 	}
 	if res.Allowed > 0 {
+		// Redis decides; the fallback only keeps count, so that an outage
+		// starting now does not hand out a fresh budget. Its answer is
+		// ignored: it has seen only this replica's events.
+		l.fallback.Allow(ctx, subject)
 		return limit.Result{Allowed: true}
 	}
 	// A Retry-After header counts whole seconds, and 0 would invite an
@@ -102,8 +124,8 @@ func (l *Limiter) key(subject string) string {
 }
 
 // unprefixed gives redis_rate a client that drops the "rate:" prefix
-// redis_rate puts on every key, so limiter keys stay inside the
-// "imagegate:" namespace an ACL (~imagegate:*) grants.
+// redis_rate puts on every key, so limiter keys stay inside the key prefix
+// an ACL (~imagegate:*) grants.
 type unprefixed struct{ redis.UniversalClient }
 
 func (u unprefixed) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {

@@ -37,8 +37,10 @@ func TestLimiterAllowsNThenDenies(t *testing.T) {
 	if r := lim.Allow(ctx, "bob"); !r.Allowed {
 		t.Fatal("another subject was denied: budgets must be per subject")
 	}
-	if got := fallback.calls.Load(); got != 0 {
-		t.Fatalf("fallback answered %d calls while Redis was up", got)
+	// The fallback keeps count of what Redis allowed (n for alice, 1 for
+	// bob), and nothing of what it denied.
+	if got := fallback.calls.Load(); got != n+1 {
+		t.Fatalf("fallback charged %d times while Redis was up, want %d", got, n+1)
 	}
 }
 
@@ -65,14 +67,13 @@ func TestLimiterSharedAcrossReplicas(t *testing.T) {
 
 func TestLimiterRetryAfterAtLeastOneSecond(t *testing.T) {
 	srv := redistest.Start(t)
+	// One event per 500ms: the second call, made well within that on a
+	// busy machine, is denied with a GCRA wait under a second.
 	lim := NewLimiter(openClient(t, srv.URL, Options{}), "api",
-		limit.Rate{Events: 10, Per: 100 * time.Millisecond}, &countingLimiter{})
-	var r limit.Result
-	for range 11 {
-		r = lim.Allow(context.Background(), "alice")
-	}
-	if r.Allowed || r.RetryAfter != time.Second {
-		t.Fatalf("11th event: %+v, want denied with RetryAfter 1s (GCRA says 10ms)", r)
+		limit.Rate{Events: 1, Per: 500 * time.Millisecond}, &countingLimiter{})
+	lim.Allow(context.Background(), "alice")
+	if r := lim.Allow(context.Background(), "alice"); r.Allowed || r.RetryAfter != time.Second {
+		t.Fatalf("second event: %+v, want denied with RetryAfter 1s (GCRA says under 500ms)", r)
 	}
 }
 
@@ -118,5 +119,67 @@ func TestLimiterKeyIsKeyed(t *testing.T) {
 	want := []string{"imagegate:v1:limit:api:" + hex.EncodeToString(m.Sum(nil))[:32]}
 	if got := allKeys(t, rdb); !slices.Equal(got, want) {
 		t.Fatalf("keys %q, want %q", got, want)
+	}
+}
+
+// TestLimiterOutageKeepsWhatWasSpent uses up a budget through Redis, stops
+// Redis, and expects the fallback to deny: an outage does not hand out a
+// fresh budget.
+func TestLimiterOutageKeepsWhatWasSpent(t *testing.T) {
+	srv := redistest.Start(t)
+	log := newOpLog()
+	rate := limit.Rate{Events: 3, Per: time.Hour}
+	lim := NewLimiter(openClient(t, srv.URL, log.options(Options{})), "upload", rate, limit.NewLocal(rate, 0))
+	ctx := context.Background()
+	for i := range rate.Events {
+		if !lim.Allow(ctx, "alice").Allowed {
+			t.Fatalf("event %d denied with Redis up", i+1)
+		}
+	}
+	if n := log.count(OpLimit, nil); n != rate.Events {
+		t.Fatalf("%d of %d events answered by Redis", n, rate.Events)
+	}
+
+	srv.Stop()
+	for i := range 2 * rate.Events {
+		if r := lim.Allow(ctx, "alice"); r.Allowed || r.RetryAfter <= 0 {
+			t.Fatalf("outage: event %d for alice = %+v, want denied with a wait: the budget was spent", i+1, r)
+		}
+	}
+	if n := log.count(OpLimit, nil); n != rate.Events {
+		t.Fatalf("%d events answered by Redis, want the %d before it stopped", n, rate.Events)
+	}
+	if !lim.Allow(ctx, "bob").Allowed {
+		t.Fatal("outage: bob, who spent nothing, was denied")
+	}
+}
+
+// TestLimiterOutageBoundIsPerReplica shows the bound that remains: a
+// replica's fallback knows only what was spent through that replica, so in
+// an outage a subject that spent its budget through one replica gets a
+// budget from another.
+func TestLimiterOutageBoundIsPerReplica(t *testing.T) {
+	srv := redistest.Start(t)
+	rate := limit.Rate{Events: 3, Per: time.Hour}
+	a := NewLimiter(openClient(t, srv.URL, Options{}), "upload", rate, limit.NewLocal(rate, 0))
+	b := NewLimiter(openClient(t, srv.URL, Options{}), "upload", rate, limit.NewLocal(rate, 0))
+	ctx := context.Background()
+	for range rate.Events {
+		a.Allow(ctx, "alice")
+	}
+	if b.Allow(ctx, "alice").Allowed {
+		t.Fatal("replica b allowed an event of a budget spent through replica a, with Redis up")
+	}
+	srv.Stop()
+	allowed := map[string]int{}
+	for range 2 * rate.Events {
+		for name, l := range map[string]*Limiter{"a": a, "b": b} {
+			if l.Allow(ctx, "alice").Allowed {
+				allowed[name]++
+			}
+		}
+	}
+	if allowed["a"] != 0 || allowed["b"] != rate.Events {
+		t.Fatalf("outage allowed %v, want a: 0 (spent there), b: %d (the documented bound)", allowed, rate.Events)
 	}
 }

@@ -39,8 +39,8 @@ func TestStoredDataHoldsNoSecrets(t *testing.T) {
 		t.Fatalf("keys %q, want 3 limiter keys and 1 image", keys)
 	}
 	for _, k := range keys {
-		if !strings.HasPrefix(k, "imagegate:v1:") {
-			t.Errorf("key %q is outside imagegate:v1:", k)
+		if !strings.HasPrefix(k, DefaultKeyPrefix) {
+			t.Errorf("key %q is outside %s", k, DefaultKeyPrefix)
 		}
 		v, err := rdb.Get(ctx, k).Result()
 		if err != nil && err != redis.Nil {

@@ -31,9 +31,9 @@ func TestParseURLs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o, err := ParseURLs(tt.urls)
-			if err != nil {
-				t.Fatalf("ParseURLs: %v", err)
+			o, errs := parseURLs(tt.urls)
+			if errs != nil {
+				t.Fatalf("parseURLs: %v", errs)
 			}
 			if !slices.Equal(o.Addrs, tt.addrs) || o.Username != tt.user || o.Password != tt.pw || o.DB != tt.db {
 				t.Errorf("got addrs %v user %q password %q db %d; want %v %q %q %d",
@@ -50,11 +50,11 @@ func TestParseURLs(t *testing.T) {
 	}
 }
 
-// TestParseURLsErrorsHideThePassword feeds URLs holding a password and one
+// TestURLErrorsHideThePassword feeds URLs holding a password and one
 // bad part: each must fail, and no error may quote any piece of the
 // password, even when the password's own "/" or "@" moves it into the
 // host, port or path.
-func TestParseURLsErrorsHideThePassword(t *testing.T) {
+func TestURLErrorsHideThePassword(t *testing.T) {
 	const pw = "Hunter2Sekrit"
 	pieces := []string{"Hunter", "Sekrit", "r2S"}
 	tests := []struct {
@@ -82,9 +82,9 @@ func TestParseURLsErrorsHideThePassword(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseURLs(tt.urls)
+			err := Options{URLs: tt.urls}.Validate()
 			if err == nil {
-				t.Fatal("ParseURLs succeeded, want an error")
+				t.Fatal("Validate succeeded, want an error")
 			}
 			for _, p := range pieces {
 				if strings.Contains(err.Error(), p) {
