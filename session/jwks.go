@@ -34,6 +34,15 @@ type JWKSConfig struct {
 	// gateway into a load generator against the identity provider.
 	// Default 1m.
 	MinRefetchInterval time.Duration
+	// RetryBackoff is the first wait before fetching again while no set
+	// has ever loaded (the identity provider was down at start); it
+	// doubles after each failure up to MinRefetchInterval. Default 1s.
+	RetryBackoff time.Duration
+	// OnStateChange, if set, is called with the error when a fetch fails
+	// after a success (or the very first fetch fails), and with nil when a
+	// fetch succeeds after a failure: once per outage, for a log line. It
+	// is called with the set's lock held and must not block.
+	OnStateChange func(err error)
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -45,11 +54,13 @@ type JWKSConfig struct {
 // token without a kid is accepted only when the set holds exactly one key.
 // Symmetric ("oct") keys and keys marked for encryption are ignored.
 type JWKS struct {
-	url        string
+	issuer     string // set when the URL is discovered from the issuer
 	client     *http.Client
 	timeout    time.Duration
 	refresh    time.Duration
 	minRefetch time.Duration
+	backoff    time.Duration
+	onState    func(error)
 	now        func() time.Time
 
 	keys atomic.Pointer[keySet]
@@ -58,8 +69,11 @@ type JWKS struct {
 	// mu serialises fetches, so concurrent requests with one new kid cause
 	// one fetch, and guards the fields below.
 	mu           sync.Mutex
+	url          string // "" until discovered
 	lastOnDemand time.Time
 	lastErr      error
+	failing      bool // the last fetch failed
+	failures     int  // consecutive failures while no set has loaded
 }
 
 // keySet is one fetched generation of keys, replaced as a whole.
@@ -84,16 +98,39 @@ func (s *keySet) lookup(kid string) *verifyKey {
 // requests fail closed (ErrUnavailable) until a fetch succeeds; see
 // [JWKS.Err]. Only an invalid configuration is an error.
 func NewJWKS(ctx context.Context, cfg JWKSConfig) (*JWKS, error) {
-	u, err := url.Parse(cfg.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if !absoluteHTTP(cfg.URL) {
 		return nil, errors.New("jwks url must be an absolute http or https url")
 	}
+	return startJWKS(ctx, cfg, ""), nil
+}
+
+// NewDiscoveredJWKS is NewJWKS for an OpenID provider named by its issuer
+// alone: the set's URL is the jwks_uri of the provider's discovery
+// document, <issuer>/.well-known/openid-configuration, whose issuer must
+// equal issuer exactly (OpenID Connect Discovery 1.0 §4.3). cfg.URL must be
+// empty. Discovery is retried with the set's fetches, with the same
+// backoff, until it succeeds: a provider down at start is not an error,
+// and requests fail closed (ErrUnavailable) until then.
+func NewDiscoveredJWKS(ctx context.Context, issuer string, cfg JWKSConfig) (*JWKS, error) {
+	if cfg.URL != "" {
+		return nil, errors.New("jwks: give an issuer to discover or a jwks url, not both")
+	}
+	if !absoluteHTTP(issuer) {
+		return nil, errors.New("issuer must be an absolute http or https url to discover its keys")
+	}
+	return startJWKS(ctx, cfg, issuer), nil
+}
+
+func startJWKS(ctx context.Context, cfg JWKSConfig, issuer string) *JWKS {
 	k := &JWKS{
+		issuer:     issuer,
 		url:        cfg.URL,
 		client:     cfg.HTTP,
 		timeout:    orDefault(cfg.Timeout, 5*time.Second),
 		refresh:    orDefault(cfg.RefreshInterval, 15*time.Minute),
 		minRefetch: orDefault(cfg.MinRefetchInterval, time.Minute),
+		backoff:    orDefault(cfg.RetryBackoff, time.Second),
+		onState:    cfg.OnStateChange,
 		now:        cfg.Now,
 		done:       make(chan struct{}),
 	}
@@ -105,7 +142,13 @@ func NewJWKS(ctx context.Context, cfg JWKSConfig) (*JWKS, error) {
 	}
 	_ = k.Refresh(ctx) // recorded in lastErr; see doc comment
 	go k.run(ctx)
-	return k, nil
+	return k
+}
+
+// absoluteHTTP reports whether s is an absolute http or https URL.
+func absoluteHTTP(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 // Refresh fetches the set now. On failure the previous set stays in use and
@@ -142,12 +185,20 @@ func (k *JWKS) run(ctx context.Context) {
 	}
 }
 
-// nextDelay retries sooner while no set has ever been loaded.
+// nextDelay retries sooner while no set has ever been loaded: after
+// RetryBackoff, doubling with each failure up to MinRefetchInterval.
 func (k *JWKS) nextDelay() time.Duration {
-	if k.keys.Load() == nil {
-		return k.minRefetch
+	if k.keys.Load() != nil {
+		return k.refresh
 	}
-	return k.refresh
+	k.mu.Lock()
+	n := k.failures
+	k.mu.Unlock()
+	d := k.backoff
+	for i := 1; i < n && d < k.minRefetch; i++ {
+		d *= 2
+	}
+	return min(d, k.minRefetch)
 }
 
 // key returns the key for kid, refetching the set if kid is unknown and the
@@ -179,20 +230,51 @@ func (k *JWKS) key(ctx context.Context, kid string) (*verifyKey, error) {
 }
 
 func (k *JWKS) fetchLocked(ctx context.Context) error {
-	set, err := k.fetch(ctx)
-	if err != nil {
-		k.lastErr = fmt.Errorf("fetching jwks: %w", err)
-		return k.lastErr
+	err := k.discoverLocked(ctx)
+	if err == nil {
+		var set *keySet
+		if set, err = k.fetch(ctx); err == nil {
+			k.keys.Store(set)
+		} else {
+			err = fmt.Errorf("fetching jwks: %w", err)
+		}
 	}
-	k.lastErr = nil
-	k.keys.Store(set)
+	k.lastErr = err
+	if err != nil {
+		if k.keys.Load() == nil {
+			k.failures++
+		}
+		if !k.failing {
+			k.failing = true
+			if k.onState != nil {
+				k.onState(err)
+			}
+		}
+		return err
+	}
+	k.failures = 0
+	if k.failing {
+		k.failing = false
+		if k.onState != nil {
+			k.onState(nil)
+		}
+	}
 	return nil
 }
 
 func (k *JWKS) fetch(ctx context.Context) (*keySet, error) {
+	body, err := k.get(ctx, k.url)
+	if err != nil {
+		return nil, err
+	}
+	return parseKeySet(body)
+}
+
+// get fetches a JSON document of at most maxJWKSBytes.
+func (k *JWKS) get(ctx context.Context, u string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, k.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +294,7 @@ func (k *JWKS) fetch(ctx context.Context) (*keySet, error) {
 	if len(body) > maxJWKSBytes {
 		return nil, errors.New("document larger than 1 MiB")
 	}
-	return parseKeySet(body)
+	return body, nil
 }
 
 // parseKeySet turns a JWKS document into verification keys, skipping keys

@@ -42,7 +42,8 @@ type JWTConfig struct {
 	// PublicKeyPEM is a PEM public key or certificate: RSA (RS*, PS*),
 	// ECDSA P-256/384/521 (ES256/384/512) or Ed25519 (EdDSA).
 	PublicKeyPEM []byte
-	// JWKS supplies keys by key id.
+	// JWKS supplies keys by key id: fetched from a URL ([NewJWKS]) or
+	// discovered from the issuer ([NewDiscoveredJWKS]).
 	JWKS *JWKS
 	// Issuer, if set, must equal the iss claim.
 	Issuer string
@@ -62,6 +63,9 @@ type JWTConfig struct {
 	// is remembered, keyed by its SHA-256, until its exp, so repeated
 	// requests skip the signature check. Default 10000; negative disables.
 	CacheSize int
+	// Revocations, if set, is consulted on every request, cached tokens
+	// included: a revoked subject, sid or jti is ErrRevoked.
+	Revocations *Revocations
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -80,6 +84,7 @@ type JWT struct {
 	challenge string
 	vary      []string
 	cache     *ttlCache[[sha256.Size]byte, Identity]
+	revoked   *Revocations
 	now       func() time.Time
 }
 
@@ -90,6 +95,7 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 		jwks:    cfg.JWKS,
 		maxSize: cfg.MaxTokenSize,
 		subject: cfg.SubjectClaim,
+		revoked: cfg.Revocations,
 		now:     cfg.Now,
 	}
 	if len(j.sources) == 0 {
@@ -133,7 +139,7 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 		keys++
 	}
 	if keys != 1 {
-		return nil, errors.New("configure exactly one of secret, secret_file, public_key_file and jwks_url")
+		return nil, errors.New("configure exactly one of secret, secret_file, public_key_file and jwks_url, or an issuer alone to discover its keys")
 	}
 	if j.maxSize <= 0 {
 		j.maxSize = 8 << 10
@@ -180,8 +186,8 @@ func (j *JWT) Challenge() string { return j.challenge }
 func (j *JWT) Vary() []string { return slices.Clone(j.vary) }
 
 // Authenticate verifies the request's token. A missing, oversized, invalid
-// or expired token is ErrUnauthenticated; a JWKS that has never loaded is
-// ErrUnavailable.
+// or expired token is ErrUnauthenticated, a revoked one ErrRevoked; a JWKS
+// that has never loaded is ErrUnavailable.
 func (j *JWT) Authenticate(r *http.Request, _ Image) (Identity, Outcome, error) {
 	tok := j.token(r)
 	if tok == "" {
@@ -193,6 +199,10 @@ func (j *JWT) Authenticate(r *http.Request, _ Image) (Identity, Outcome, error) 
 	now := j.now()
 	key := sha256.Sum256([]byte(tok))
 	if id, ok := j.cache.get(key, now); ok {
+		// A cached token is checked again: it may have been revoked since.
+		if err := j.revoked.Check(id); err != nil {
+			return Identity{}, Outcome{CacheHit: true}, err
+		}
 		return id, Outcome{CacheHit: true}, nil
 	}
 	id, exp, err := j.verify(r.Context(), tok)
@@ -202,6 +212,9 @@ func (j *JWT) Authenticate(r *http.Request, _ Image) (Identity, Outcome, error) 
 	// Never cache past exp: after it the token must be rejected even though
 	// the leeway would still accept it on a fresh check.
 	j.cache.add(key, id, exp, now)
+	if err := j.revoked.Check(id); err != nil {
+		return Identity{}, Outcome{}, err
+	}
 	return id, Outcome{}, nil
 }
 
@@ -284,7 +297,11 @@ func (j *JWT) verify(ctx context.Context, tok string) (Identity, time.Time, erro
 	if err != nil {
 		return Identity{}, time.Time{}, err
 	}
-	return Identity{Subject: sub, Claims: claims}, exp, nil
+	id := Identity{Subject: sub, Claims: claims}
+	id.SessionID, _ = claims["sid"].(string)
+	id.TokenID, _ = t.JwtID()
+	id.IssuedAt, _ = t.IssuedAt()
+	return id, exp, nil
 }
 
 // reason names why jwx rejected tok without repeating any of it.

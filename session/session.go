@@ -2,8 +2,10 @@
 // see it.
 //
 // An [Authenticator] turns an HTTP request into an [Identity]: [JWT] verifies
-// a signed token from a cookie or a header, [Introspect] asks the
-// application that owns the session, [Trusted] believes an earlier handler
+// a signed token from a cookie or a header (with keys given, fetched from a
+// JWKS URL or discovered from the issuer), [OAuth2Introspect] asks an
+// authorization server about an access token (RFC 7662), [Introspect] asks
+// the application that owns the session, [Trusted] believes an earlier handler
 // (Caddy's authentication), and [None] lets everyone in as an anonymous
 // caller. A [Policy] then decides whether that identity may see one image:
 // [Any], [Claim] or [Owner]. [Claim] fills a template such as "img:{id}"
@@ -18,6 +20,11 @@
 // [Gate.Upload] for an upload URL. Both return a [Decision] whose [Verdict]
 // carries the HTTP status, so the same session result always gives the same
 // status whichever path asked.
+//
+// [Revocations] is a set of revoked subjects, sessions and tokens that the
+// JWT and OAuth2Introspect authenticators consult on every request, cached
+// answers included; [BackchannelLogout] fills it from OpenID Connect
+// Back-Channel Logout tokens.
 //
 // Every failure is reported as an error that wraps one of
 // [ErrUnauthenticated], [ErrForbidden], [ErrUnavailable] or [ErrLimited];
@@ -36,6 +43,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"time"
 )
 
 // Ways a check can fail. Errors returned by this package wrap one of them,
@@ -67,6 +75,12 @@ type Identity struct {
 	// nil for other methods. Treat it as read-only: it is shared by every
 	// request that hits the same cache entry.
 	Claims map[string]any
+	// SessionID is the token's sid claim (the identity provider's login
+	// session), TokenID its jti claim and IssuedAt its iat claim, each
+	// empty or zero when absent. [Revocations] matches them.
+	SessionID string
+	TokenID   string
+	IssuedAt  time.Time
 }
 
 // Outcome tells the caller how a decision was reached, for metrics.
