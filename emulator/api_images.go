@@ -101,7 +101,7 @@ func (e *Emulator) uploadV1(r *http.Request) (any, []byte, *codedError) {
 	if form.file == nil {
 		return nil, nil, errf(http.StatusBadRequest, codeBadRequest, "A file is required")
 	}
-	if cerr := e.checkImage(form.file); cerr != nil {
+	if cerr := e.checkImage(r.Context(), form.file); cerr != nil {
 		return nil, nil, cerr
 	}
 	rec := Record{

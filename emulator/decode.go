@@ -9,6 +9,7 @@ import (
 	"image/gif"
 	"image/jpeg"
 	"image/png"
+	"io"
 
 	"golang.org/x/image/webp"
 )
@@ -24,23 +25,18 @@ const DefaultMaxDecodeBytes = 256 << 20
 type codec struct {
 	name   string
 	magic  string // '?' matches any byte
-	config func([]byte) (image.Config, error)
-	decode func([]byte) (image.Image, error)
+	config func(io.Reader) (image.Config, error)
+	decode func(io.Reader) (image.Image, error)
+	// structure checks what the header does not declare (see
+	// checkStructure); nil for a format with nothing to count.
+	structure func([]byte) error
 }
 
 var codecs = []codec{
-	{"png", "\x89PNG\r\n\x1a\n",
-		func(b []byte) (image.Config, error) { return png.DecodeConfig(bytes.NewReader(b)) },
-		func(b []byte) (image.Image, error) { return png.Decode(bytes.NewReader(b)) }},
-	{"jpeg", "\xff\xd8",
-		func(b []byte) (image.Config, error) { return jpeg.DecodeConfig(bytes.NewReader(b)) },
-		func(b []byte) (image.Image, error) { return jpeg.Decode(bytes.NewReader(b)) }},
-	{"gif", "GIF8",
-		func(b []byte) (image.Config, error) { return gif.DecodeConfig(bytes.NewReader(b)) },
-		func(b []byte) (image.Image, error) { return gif.Decode(bytes.NewReader(b)) }},
-	{"webp", "RIFF????WEBPVP8",
-		func(b []byte) (image.Config, error) { return webp.DecodeConfig(bytes.NewReader(b)) },
-		func(b []byte) (image.Image, error) { return webp.Decode(bytes.NewReader(b)) }},
+	{"png", "\x89PNG\r\n\x1a\n", png.DecodeConfig, png.Decode, pngStructure},
+	{"jpeg", "\xff\xd8", jpeg.DecodeConfig, jpeg.Decode, jpegStructure},
+	{"gif", "GIF8", gif.DecodeConfig, gif.Decode, gifStructure},
+	{"webp", "RIFF????WEBPVP8", webp.DecodeConfig, webp.Decode, nil},
 }
 
 var errUnknownFormat = errors.New("not a JPEG, PNG, GIF or WebP image")
@@ -70,19 +66,26 @@ type header struct {
 	decodeBytes int64
 }
 
-// readHeader identifies b's format and reads its declared size, allocating
-// nothing in proportion to the pixels.
+// readHeader identifies b's format, reads its declared size and counts
+// what makes decoding slow beyond its size (see checkStructure), allocating
+// nothing in proportion to the pixels. An image over a structure cap is
+// errTooComplex.
 func readHeader(b []byte) (header, error) {
 	c, ok := sniff(b)
 	if !ok {
 		return header{}, errUnknownFormat
 	}
-	cfg, err := c.config(b)
+	cfg, err := c.config(bytes.NewReader(b))
 	if err != nil {
 		return header{}, err
 	}
 	if cfg.Width <= 0 || cfg.Height <= 0 {
 		return header{}, errUnknownFormat
+	}
+	if c.structure != nil {
+		if err := c.structure(b); err != nil {
+			return header{}, err
+		}
 	}
 	return header{codec: c, Config: cfg, decodeBytes: decodeBytes(c.name, cfg, b)}, nil
 }

@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -128,7 +129,8 @@ func (e *Emulator) deliver(w http.ResponseWriter, r *http.Request, p string) Del
 
 	out, err := e.rendered(rec, sp, acceptsWebP(r.Header.Values("Accept")))
 	switch {
-	case errors.Is(err, errCanvasTooLarge), errors.Is(err, errDecodeTooLarge):
+	case errors.Is(err, errCanvasTooLarge), errors.Is(err, errDecodeTooLarge),
+		errors.Is(err, errTooComplex), errors.Is(err, errDecodeTimeout):
 		return fail(http.StatusForbidden, codeTooBig, "Image too big")
 	case err != nil:
 		return fail(http.StatusUnsupportedMediaType, codeUnsupportedImage, "Unsupported image")
@@ -204,7 +206,11 @@ func (e *Emulator) rendered(rec Record, sp spec, asWebP bool) (*rendered, error)
 			resizeBytes(hd.Width, hd.Height, g, asWebP) > e.cfg.MaxDecodeBytes:
 			return nil, errCanvasTooLarge
 		}
-		out, err := render(src, hd, g, asWebP)
+		// The render is shared by every request waiting for it, so no
+		// one client's going away stops it; its deadline does.
+		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.DecodeTimeout)
+		defer cancel()
+		out, err := render(ctx, src, hd, g, asWebP)
 		if err != nil {
 			return nil, err
 		}

@@ -111,6 +111,12 @@ type Config struct {
 	// requests for one variant in one format share one render whatever
 	// this is. Default runtime.NumCPU().
 	MaxConcurrentDecodes int
+	// DecodeTimeout bounds the time one decode may take, at upload and
+	// for a variant render. A decode still running at its deadline stops
+	// (its decoder gets no more input) and the image is refused as too
+	// large: 5413 at upload, 9413 on delivery. An upload's decode also
+	// stops when its client goes away. Default DefaultDecodeTimeout (10 s).
+	DecodeTimeout time.Duration
 	// OnDelivery, if set, is called once per delivery request with what
 	// was answered. It lets callers count billable deliveries (one per 200
 	// answer) without this package knowing how.
@@ -181,6 +187,9 @@ func New(cfg Config) (*Emulator, error) {
 	if cfg.MaxConcurrentDecodes == 0 {
 		cfg.MaxConcurrentDecodes = runtime.NumCPU()
 	}
+	if cfg.DecodeTimeout == 0 {
+		cfg.DecodeTimeout = DefaultDecodeTimeout
+	}
 
 	if !imageref.IsAccountID(cfg.AccountID) {
 		return nil, fmt.Errorf("emulator: account id must be 32 lowercase hex digits")
@@ -199,7 +208,7 @@ func New(cfg Config) (*Emulator, error) {
 		baseHost = u.Hostname()
 	}
 	if cfg.BrowserTTL < 0 || cfg.ImageQuota < 0 || cfg.RenderCacheEntries < 0 ||
-		cfg.MaxDecodeBytes < 0 || cfg.MaxConcurrentDecodes < 0 {
+		cfg.MaxDecodeBytes < 0 || cfg.MaxConcurrentDecodes < 0 || cfg.DecodeTimeout < 0 {
 		return nil, fmt.Errorf("emulator: browser TTL, image quota, render cache size and decode limits must not be negative")
 	}
 	for _, v := range cfg.Variants {

@@ -178,7 +178,7 @@ func wantAPIError(t *testing.T, resp *http.Response, body []byte, status, code i
 }
 
 // form builds a multipart body; file is omitted when nil.
-func form(t *testing.T, fields map[string]string, file []byte) (io.Reader, string) {
+func form(t testing.TB, fields map[string]string, file []byte) (io.Reader, string) {
 	t.Helper()
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)

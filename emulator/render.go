@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -116,8 +117,8 @@ const webpQuality = 85
 // render decodes src, resizes it per g and encodes it: WebP when asked,
 // else PNG when the source is PNG or GIF or the result has transparency,
 // and JPEG otherwise. The caller has checked the memory the work takes.
-func render(src []byte, hd header, g geometry, asWebP bool) (*rendered, error) {
-	img, err := hd.decode(src)
+func render(ctx context.Context, src []byte, hd header, g geometry, asWebP bool) (*rendered, error) {
+	img, err := decodeWithin(ctx, hd, src)
 	if err != nil {
 		return nil, fmt.Errorf("decoding image: %w", err)
 	}

@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"bytes"
+	"context"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -58,7 +59,7 @@ func BenchmarkRender(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			var size int
 			for b.Loop() {
-				out, err := render(buf.Bytes(), hd, g, tc.asWebP)
+				out, err := render(context.Background(), buf.Bytes(), hd, g, tc.asWebP)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -300,13 +301,17 @@ func setPath(m map[string]any, path []string, v any) *codedError {
 }
 
 // checkImage accepts JPEG, PNG, GIF and WebP within the size limits. The
-// header's declared dimensions and the memory decoding would take are
-// checked before any pixel is allocated, so a decompression bomb costs
-// nothing; then the whole image is decoded once, in a decode slot, so that
-// a truncated or corrupt file is refused at upload rather than failing
-// every delivery.
-func (e *Emulator) checkImage(b []byte) *codedError {
+// header's declared dimensions, the memory decoding would take and the
+// structure caps (scans, frames, chunks) are checked before any pixel is
+// allocated, so a decompression bomb costs nothing; then the whole image is
+// decoded once, in a decode slot and within Config.DecodeTimeout (or until
+// ctx, the client's request, ends), so that a truncated or corrupt file is
+// refused at upload rather than failing every delivery.
+func (e *Emulator) checkImage(ctx context.Context, b []byte) *codedError {
 	hd, err := readHeader(b)
+	if errors.Is(err, errTooComplex) {
+		return errTooComplexUpload
+	}
 	if err != nil {
 		return errUnsupported
 	}
@@ -319,11 +324,22 @@ func (e *Emulator) checkImage(b []byte) *codedError {
 	}
 	release := e.decodeSlot()
 	defer release()
-	if _, err := hd.decode(b); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.DecodeTimeout)
+	defer cancel()
+	if _, err := decodeWithin(ctx, hd, b); errors.Is(err, errDecodeTimeout) {
+		return errSlowUpload
+	} else if err != nil {
 		return errUnsupported
 	}
 	return nil
 }
+
+var (
+	errTooComplexUpload = errf(http.StatusRequestEntityTooLarge, codeTooLarge,
+		"Image has too many scans, frames or chunks")
+	errSlowUpload = errf(http.StatusRequestEntityTooLarge, codeTooLarge,
+		"Image takes too long to decode")
+)
 
 var errUnsupported = errf(http.StatusUnsupportedMediaType, codeBadFormat, "Unsupported image format or corrupt image; accepted: image/jpeg, image/png, image/gif, image/webp")
 
@@ -404,7 +420,7 @@ func (e *Emulator) serveUpload(w http.ResponseWriter, r *http.Request, p string)
 		writeError(w, errf(http.StatusBadRequest, codeBadRequest, "A file is required"))
 		return
 	}
-	if cerr := e.checkImage(form.file); cerr != nil {
+	if cerr := e.checkImage(r.Context(), form.file); cerr != nil {
 		writeError(w, cerr)
 		return
 	}
