@@ -26,7 +26,7 @@ type UpstreamError struct {
 	// revoked. The caller should log the key's fingerprint.
 	SignatureRefused bool
 	// Err is the cause when upstream did not answer with a status, with
-	// the URL removed.
+	// the URL removed, or what was wrong with its 200 (not an image type).
 	Err error
 }
 
@@ -37,6 +37,9 @@ func (e *UpstreamError) Error() string {
 		s := "imageproxy: upstream answered " + strconv.Itoa(e.Upstream)
 		if e.SignatureRefused {
 			s += " (signature refused)"
+		}
+		if e.Err != nil {
+			s += ": " + e.Err.Error()
 		}
 		return s
 	}

@@ -42,14 +42,23 @@ func TestUpstreamFaults(t *testing.T) {
 		{"500", status(500), 502, 500, false},
 		{"302", status(302), 502, 302, false},
 		{"refused", nil, 502, 0, false},
+		// Only image types are served, and a type is never sniffed.
+		{"200 text/html", serveBody([]byte("<script>alert(1)</script>"), map[string]string{"Content-Type": "text/html"}), 502, 200, false},
+		{"200 without a type", func(w http.ResponseWriter, r *http.Request) {
+			w.Header()["Content-Type"] = nil // net/http would sniff one
+			w.Write([]byte("<html><script>alert(1)</script>"))
+		}, 502, 200, false},
+		{"200 image-ish", serveBody(image(10), map[string]string{"Content-Type": "image/"}), 502, 200, false},
 		{"timeout", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }, 504, 0, false},
 		{"timeout mid-body", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "image/png")
 			w.Header().Set("Content-Length", "1000")
 			w.Write(make([]byte, 10))
 			w.(http.Flusher).Flush()
 			<-r.Context().Done()
 		}, 504, 0, false},
 		{"cut mid-body", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "image/png")
 			w.Header().Set("Content-Length", "1000")
 			w.Write(make([]byte, 10))
 			w.(http.Flusher).Flush()
@@ -106,6 +115,7 @@ func TestUpstreamFaults(t *testing.T) {
 func TestUpstreamCutAfterBytesSent(t *testing.T) {
 	release := make(chan struct{})
 	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/png")
 		w.Header().Set("Content-Length", "100000")
 		w.Write(make([]byte, 5000))
 		w.(http.Flusher).Flush()

@@ -138,6 +138,9 @@ func (p *Proxy) handoff(k Key, f *flight, m meta, buf []byte, resp *http.Respons
 	return taken
 }
 
+// errNotImage is the cause of a 200 whose Content-Type is not image/*.
+var errNotImage = errors.New("Content-Type is not an image type")
+
 // errTooBig ends a body read that passed MaxObject.
 var errTooBig = errors.New("body larger than MaxObject")
 
@@ -235,7 +238,8 @@ func (p *Proxy) read(f *flight, body io.Reader, length int64) ([]byte, error) {
 
 // get sends the upstream request: GET rawURL with only Accept (the
 // bucket's) and User-Agent. Any answer but 200 is an *UpstreamError, its
-// body drained a little so the connection can be reused, then closed.
+// body drained a little so the connection can be reused, then closed; so
+// is a 200 whose Content-Type is not an image type (IsImageType).
 func (p *Proxy) get(ctx context.Context, k Key, rawURL string, start time.Time) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
@@ -252,6 +256,12 @@ func (p *Proxy) get(ctx context.Context, k Key, rawURL string, start time.Time) 
 		resp.Body.Close()
 		p.obs.Fetched(k, resp.StatusCode, time.Since(start))
 		return nil, statusError(resp.StatusCode)
+	}
+	if !IsImageType(resp.Header.Get("Content-Type")) {
+		// Never served, so never sniffed into something a browser runs.
+		resp.Body.Close()
+		p.obs.Fetched(k, resp.StatusCode, time.Since(start))
+		return nil, &UpstreamError{Status: http.StatusBadGateway, Upstream: resp.StatusCode, Err: errNotImage}
 	}
 	return resp, nil
 }
@@ -283,17 +293,14 @@ func isStrongETag(et string) bool {
 	return true
 }
 
-// newObject makes the stored object for body: upstream's Content-Type,
-// else a sniffed one; upstream's strong ETag, else "<hex of the first 16
+// newObject makes the stored object for body: upstream's Content-Type
+// (an image type: get refuses others); upstream's strong ETag, else "<hex of the first 16
 // bytes of SHA-256(body)>" quoted.
 func newObject(body []byte, m meta) *Object {
 	if cap(body)-len(body) > 1 { // grown for an unknown length: drop the slack
 		body = bytes.Clone(body)
 	}
 	obj := &Object{Body: body, ContentType: m.contentType, ETag: m.etag, LastModified: m.lastModified}
-	if obj.ContentType == "" {
-		obj.ContentType = http.DetectContentType(body)
-	}
 	if obj.ETag == "" {
 		sum := sha256.Sum256(body)
 		obj.ETag = `"` + hex.EncodeToString(sum[:16]) + `"`

@@ -252,3 +252,15 @@ func request(ctx context.Context, method string, header map[string]string) *http
 }
 
 var testKey = Key{AccountHash: "acc", ID: "id", Variant: "public", Format: FormatAVIF}
+
+// checkSafetyHeaders fails t unless resp carries the headers that keep a
+// browser from sniffing or running what the gateway serves.
+func checkSafetyHeaders(t testing.TB, resp *http.Response) {
+	t.Helper()
+	if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+		t.Errorf("%d answer: X-Content-Type-Options %q, want nosniff", resp.StatusCode, got)
+	}
+	if got, want := resp.Header.Get("Content-Security-Policy"), "default-src 'none'; style-src 'unsafe-inline'; sandbox"; got != want {
+		t.Errorf("%d answer: Content-Security-Policy %q, want %q", resp.StatusCode, got, want)
+	}
+}

@@ -51,6 +51,7 @@ func TestServeExactBytes(t *testing.T) {
 				if h.Get("Cache-Control") != "private, max-age=60" || h.Get("Vary") != "Accept" {
 					t.Errorf("%s: the caller's Cache-Control or Vary was overwritten: %v", state, h)
 				}
+				checkSafetyHeaders(t, resp)
 				if n := up.fetches.Load(); n != 1 {
 					t.Errorf("after request %d: %d fetches, want 1", i+1, n)
 				}
@@ -99,6 +100,7 @@ func TestServeConditionalRangeHead(t *testing.T) {
 				if resp.StatusCode != tt.status || !bytes.Equal(got, tt.body) {
 					t.Fatalf("status %d, body %d bytes; want %d, %d bytes", resp.StatusCode, len(got), tt.status, len(tt.body))
 				}
+				checkSafetyHeaders(t, resp)
 				if tt.length != "" && resp.Header.Get("Content-Length") != tt.length {
 					t.Errorf("Content-Length %q, want %q", resp.Header.Get("Content-Length"), tt.length)
 				}
@@ -128,6 +130,7 @@ func TestServeHeaderAllowlist(t *testing.T) {
 	allowed := map[string]bool{
 		"Content-Type": true, "Content-Length": true, "Etag": true, "Last-Modified": true, "Accept-Ranges": true,
 		"Cache-Control": true, "Vary": true, "Date": true,
+		"X-Content-Type-Options": true, "Content-Security-Policy": true,
 	}
 	for _, tt := range []struct {
 		name      string
@@ -152,6 +155,7 @@ func TestServeHeaderAllowlist(t *testing.T) {
 				if cc := resp.Header.Get("Cache-Control"); cc != "private, max-age=60" {
 					t.Errorf("request %d: Cache-Control %q, want the caller's", i, cc)
 				}
+				checkSafetyHeaders(t, resp)
 			}
 			want := http.Header{"Accept": {FormatWebP.Accept()}, "User-Agent": {"imagegate/dev"}}
 			for _, seen := range up.headers() {

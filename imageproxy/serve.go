@@ -2,6 +2,7 @@ package imageproxy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"io"
 	"net/http"
@@ -87,36 +88,27 @@ func (p *Proxy) lookup(ctx context.Context, k Key) (*Object, bool) {
 	return nil, false
 }
 
-// serveObject answers r with obj through http.ServeContent.
+// serveObject answers r with obj through http.ServeContent, with the
+// safety headers, a Content-Type always (ServeContent would sniff one),
+// and Range ignored when it asks for too many or overlapping ranges.
 func (p *Proxy) serveObject(w http.ResponseWriter, r *http.Request, obj *Object) {
 	h := w.Header()
-	if obj.ContentType != "" { // else ServeContent sniffs one
-		h["Content-Type"] = []string{obj.ContentType}
-	}
+	h["Content-Type"] = []string{cmp.Or(obj.ContentType, "application/octet-stream")}
 	if obj.ETag != "" {
 		h["Etag"] = []string{obj.ETag}
 	}
-	body := &countingReader{}
-	body.r.Reset(obj.Body)
-	http.ServeContent(w, r, "", obj.LastModified, body)
-	p.obs.Sent(body.n)
+	setSafetyHeaders(h)
+	a := &answer{cw: countingWriter{w: w}}
+	a.body.Reset(obj.Body)
+	http.ServeContent(&a.cw, boundedRange(r, int64(len(obj.Body))), "", obj.LastModified, &a.body)
+	p.obs.Sent(a.cw.n)
 }
 
-// countingReader counts the bytes ServeContent reads, which are the body
-// bytes it writes: it reads only what it sends.
-type countingReader struct {
-	r bytes.Reader
-	n int64
-}
-
-func (c *countingReader) Read(b []byte) (int, error) {
-	n, err := c.r.Read(b)
-	c.n += int64(n)
-	return n, err
-}
-
-func (c *countingReader) Seek(offset int64, whence int) (int64, error) {
-	return c.r.Seek(offset, whence)
+// answer is what serveObject hands ServeContent, in one allocation: the
+// body's reader and the writer that counts what the client was sent.
+type answer struct {
+	body bytes.Reader
+	cw   countingWriter
 }
 
 // follow answers r from flight f, as its leader or as a request that
@@ -217,6 +209,7 @@ func writeHeader(w http.ResponseWriter, m meta) {
 	if !m.lastModified.IsZero() {
 		h.Set("Last-Modified", m.lastModified.UTC().Format(http.TimeFormat))
 	}
+	setSafetyHeaders(h)
 	w.WriteHeader(http.StatusOK)
 }
 
