@@ -75,16 +75,16 @@ func TestRangesBounded(t *testing.T) {
 
 func TestAcceptableRanges(t *testing.T) {
 	for v, want := range map[string]bool{
-		"bytes=0-0":             true,
-		"bytes=0-0,1-1":         true,
-		"bytes=0-1,1-2":         false,
-		"bytes=-10,0-9":         true, // size 100: 90-99 and 0-9
-		"bytes=-10,95-":         false,
-		"bytes=500-600,0-1":     true, // the first is unsatisfiable, dropped
-		"bytes=abc":             true, // ServeContent refuses it
-		"items=0-1,0-1":         true,
-		tinyRanges(MaxRanges):   true,
-		tinyRanges(MaxRanges+1): false,
+		"bytes=0-0":               true,
+		"bytes=0-0,1-1":           true,
+		"bytes=0-1,1-2":           false,
+		"bytes=-10,0-9":           true, // size 100: 90-99 and 0-9
+		"bytes=-10,95-":           false,
+		"bytes=500-600,0-1":       true, // the first is unsatisfiable, dropped
+		"bytes=abc":               true, // ServeContent refuses it
+		"items=0-1,0-1":           true,
+		tinyRanges(MaxRanges):     true,
+		tinyRanges(MaxRanges + 1): false,
 	} {
 		if got := acceptableRanges(v, 100); got != want {
 			t.Errorf("acceptableRanges(%.40q) = %v, want %v", v, got, want)
