@@ -89,6 +89,11 @@ func exercise(t *testing.T, o Options) []string {
 	o = log.options(o)
 	c := openClientWith(t, o)
 	ctx := context.Background()
+	// fatal says what Redis answered along with what went wrong.
+	fatal := func(format string, args ...any) {
+		t.Helper()
+		t.Fatalf(format+"; first redis errors: %v", append(args, log.firstErrors(3))...)
+	}
 
 	tier := NewByteTier(c, 0)
 	const images = 30
@@ -104,17 +109,17 @@ func exercise(t *testing.T, o Options) []string {
 	}
 	for _, k := range keys {
 		if _, ok := tier.Get(ctx, k); !ok {
-			t.Fatalf("byte tier: Get(%v) missed after Set", k)
+			fatal("byte tier: Get(%v) missed after Set", k)
 		}
 	}
 	// One Delete of many images: keys on every node of a cluster.
 	gone := keys[:len(keys)/2]
 	if n := tier.Delete(ctx, gone...); n != len(gone) {
-		t.Fatalf("byte tier: Delete removed %d of %d", n, len(gone))
+		fatal("byte tier: Delete removed %d of %d", n, len(gone))
 	}
 	for _, k := range gone {
 		if _, ok := tier.Get(ctx, k); ok {
-			t.Fatalf("byte tier: Get(%v) hit after Delete", k)
+			fatal("byte tier: Get(%v) hit after Delete", k)
 		}
 	}
 
@@ -133,19 +138,19 @@ func exercise(t *testing.T, o Options) []string {
 			}
 		}
 		if allowed != rate.Events {
-			t.Fatalf("limiter: two replicas allowed %s %d events, want %d", subject, allowed, rate.Events)
+			fatal("limiter: two replicas allowed %s %d events, want %d", subject, allowed, rate.Events)
 		}
 	}
 
 	r1, r2 := listenForPurges(t, o), listenForPurges(t, o)
 	awaitPurge(t, r1.Purger, "probe", r1, r2)
 	if err := r1.Publish(ctx, "img-1", "thumb"); err != nil {
-		t.Fatalf("purge: Publish: %v", err)
+		fatal("purge: Publish: %v", err)
 	}
 	for _, r := range []purgeListener{r1, r2} {
 		for p := receive(t, r.purges, "purge"); p != (purge{"img-1", "thumb"}); p = receive(t, r.purges, "purge") {
 			if p.id != "probe" {
-				t.Fatalf("purge: received %+v, want img-1 thumb", p)
+				fatal("purge: received %+v, want img-1 thumb", p)
 			}
 		}
 	}
@@ -453,6 +458,22 @@ func isConnErr(err error) bool {
 		}
 	}
 	return errors.Is(err, redis.ErrClosed)
+}
+
+// firstErrors returns up to n of the errors reported, for failure
+// messages.
+func (l *opLog) firstErrors(n int) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for op, errs := range l.errs {
+		for _, err := range errs {
+			if err != nil && len(out) < n {
+				out = append(out, op+": "+err.Error())
+			}
+		}
+	}
+	return out
 }
 
 // waitUntil polls cond every 10ms and fails t after d.
