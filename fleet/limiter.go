@@ -26,14 +26,15 @@ import (
 // starts from what the subject has spent through this replica, not from a
 // full budget. What remains is bounded so:
 //
-//   - During an outage a subject may get, on each replica, what that
-//     replica's fallback still holds: Rate minus what the subject spent
-//     through that replica within the window, refilling at Rate. A
-//     subject served by one replica (or pinned to one) gets nothing new;
-//     one that spent its budget through replica A can still spend up to a
-//     full budget on replica B. Over N replicas the fleet allows at most
-//     N times Rate, as with no charging at all, but only a subject that
-//     reaches replicas it did not use before gets more than its budget.
+//   - During an outage each replica grants a subject at most what its
+//     fallback still holds (the budget minus what the subject spent
+//     through that replica within the window), then Rate. A subject that
+//     uses one replica (or is pinned to one, as by sticky sessions) gets
+//     no more than with Redis up; one that spent its budget through
+//     replica A can still spend up to a full budget on each other
+//     replica. The fleet-wide worst case is thus unchanged, N times Rate
+//     over N replicas; what changed is that an outage no longer refills
+//     what a subject spent on the replica it uses.
 //   - The fallback forgets a subject when its bounded table evicts it
 //     (limit.Local's maxSubjects) or the replica restarts.
 //   - Events allowed by the fallback are not charged to Redis when it
