@@ -25,6 +25,9 @@ type UpstreamError struct {
 	// signature was refused, so the signing key is likely wrong or
 	// revoked. The caller should log the key's fingerprint.
 	SignatureRefused bool
+	// Remembered reports a 404 answered from memory (Config.NegativeTTL):
+	// no request went upstream this time.
+	Remembered bool
 	// Err is the cause when upstream did not answer with a status, with
 	// the URL removed, or what was wrong with its 200 (not an image type).
 	Err error

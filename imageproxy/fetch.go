@@ -48,6 +48,7 @@ type flight struct {
 	buf        []byte // body bytes so far; bytes below len(buf) never change
 	obj        *Object
 	err        error
+	refused    bool               // stateFailed: Config.Admit refused the fetch; err is its error
 	resp       *http.Response     // stateHandoff: the response the leader streams
 	cancel     context.CancelFunc // stateHandoff: ends resp's fetch
 	leaderGone bool               // the leader returned: nobody takes a handoff
@@ -118,6 +119,16 @@ func (p *Proxy) fail(k Key, f *flight, err error) {
 	f.mu.Unlock()
 }
 
+// refuse ends f with err, the refusal of Config.Admit: its leader gets
+// err, the others start over.
+func (p *Proxy) refuse(k Key, f *flight, err error) {
+	p.forget(k, f, false)
+	f.mu.Lock()
+	f.state, f.err, f.refused = stateFailed, err, true
+	f.signal()
+	f.mu.Unlock()
+}
+
 // handoff ends f for everyone but its leader, which gets resp to stream,
 // buf being the body read so far. It reports false if the leader is gone,
 // after closing resp; the caller then cancels the fetch.
@@ -149,8 +160,32 @@ var errTooBig = errors.New("body larger than MaxObject")
 // is detached from the leader's request, so a client that leaves does not
 // waste a delivery that others can use; Timeout bounds it. A body over
 // MaxObject is handed to the leader instead, uncached.
+//
+// With Config.Leases it first takes k's fill lease, or waits for its
+// holder elsewhere and completes f from the shared tier if the holder
+// filled it. Holding the lease, it stores in SyncTiers synchronously, and
+// only then gives the lease up, so the waiters find the object.
 func (p *Proxy) fetch(parent context.Context, k Key, f *flight, rawURL string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), p.timeout)
+	base := context.WithoutCancel(parent)
+	var lease Lease
+	filled := false
+	if p.leases != nil {
+		var obj *Object
+		if lease, obj = p.takeLease(base, k); obj != nil {
+			p.complete(k, f, obj)
+			return
+		}
+		if lease != nil {
+			defer func() { lease.Done(base, filled) }()
+		}
+	}
+	if p.admit != nil {
+		if err := p.admit(base, k); err != nil {
+			p.refuse(k, f, err)
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(base, p.timeout)
 	handedOff := false
 	defer func() {
 		if !handedOff {
@@ -159,6 +194,10 @@ func (p *Proxy) fetch(parent context.Context, k Key, f *flight, rawURL string) {
 	}()
 	resp, err := p.get(ctx, k, rawURL, f.start)
 	if err != nil {
+		if ue, ok := err.(*UpstreamError); ok && ue.Upstream == http.StatusNotFound {
+			// Deleted upstream: a stale copy must not outlive it.
+			p.deleteAll(base, k)
+		}
 		p.fail(k, f, err)
 		return
 	}
@@ -184,22 +223,67 @@ func (p *Proxy) fetch(parent context.Context, k Key, f *flight, rawURL string) {
 		return
 	}
 	p.obs.Fetched(k, resp.StatusCode, time.Since(f.start))
-	obj := newObject(body, m)
+	obj := newObject(body, m, time.Now().Add(p.ttl))
+	keep := p.ttl + p.stale
 	// Store before completing, so a miss that finds no flight finds the
 	// object (see Proxy.stored). A shared tier's Set may outlive this
-	// fetch, so it gets a context that is never canceled.
+	// fetch, so it gets a context that is never canceled. A SyncTier,
+	// while the lease is held, is written after completing (the requests
+	// here need not wait for it) and before the lease is given up.
+	var later []SyncTier
 	if !f.purged.Load() {
-		sctx := context.WithoutCancel(parent)
 		for _, t := range p.tiers {
-			t.Set(sctx, k, obj, p.ttl)
+			if st, ok := t.(SyncTier); ok && lease != nil {
+				later = append(later, st)
+				continue
+			}
+			t.Set(base, k, obj, keep)
 		}
 		if f.purged.Load() { // Purge ran during the Sets
-			for _, t := range p.tiers {
-				t.Delete(sctx, k)
-			}
+			p.deleteAll(base, k)
 		}
 	}
 	p.complete(k, f, obj)
+	if len(later) > 0 {
+		filled = true
+		for _, st := range later {
+			filled = st.SetSync(base, k, obj, keep) == nil && filled
+		}
+		if f.purged.Load() {
+			p.deleteAll(base, k)
+			filled = false
+		}
+	}
+}
+
+// deleteAll removes k from every tier.
+func (p *Proxy) deleteAll(ctx context.Context, k Key) {
+	for _, t := range p.tiers {
+		t.Delete(ctx, k)
+	}
+}
+
+// takeLease takes k's fill lease, or waits for the process holding it,
+// at most Timeout (the lease's own time), and returns the object if that
+// process stored it. If not, it tries once more for the lease, and
+// returns without one if it is held again: then this fetch may duplicate
+// another, a cost bounded by one lease time per dead or failing holder.
+func (p *Proxy) takeLease(ctx context.Context, k Key) (Lease, *Object) {
+	lease, wait := p.leases.Acquire(ctx, k, p.timeout)
+	if lease != nil || wait == nil {
+		return lease, nil
+	}
+	t := time.NewTimer(p.timeout)
+	select {
+	case <-wait:
+	case <-t.C:
+	}
+	t.Stop()
+	if obj, _, fresh := p.lookup(ctx, k); fresh {
+		return nil, obj
+	}
+	lease, _ = p.leases.Acquire(ctx, k, p.timeout)
+	return lease, nil
 }
 
 // read reads body into a buffer sized for length (-1: unknown), publishing
@@ -255,6 +339,9 @@ func (p *Proxy) get(ctx context.Context, k Key, rawURL string, start time.Time) 
 		io.CopyN(io.Discard, resp.Body, 4<<10)
 		resp.Body.Close()
 		p.obs.Fetched(k, resp.StatusCode, time.Since(start))
+		if resp.StatusCode == http.StatusNotFound {
+			p.neg.remember(k, time.Now())
+		}
 		return nil, statusError(resp.StatusCode)
 	}
 	if !IsImageType(resp.Header.Get("Content-Type")) {
@@ -293,14 +380,14 @@ func isStrongETag(et string) bool {
 	return true
 }
 
-// newObject makes the stored object for body: upstream's Content-Type
-// (an image type: get refuses others); upstream's strong ETag, else "<hex of the first 16
-// bytes of SHA-256(body)>" quoted.
-func newObject(body []byte, m meta) *Object {
+// newObject makes the stored object for body, fresh until freshUntil:
+// upstream's Content-Type (an image type: get refuses others); upstream's
+// strong ETag, else "<hex of the first 16 bytes of SHA-256(body)>" quoted.
+func newObject(body []byte, m meta, freshUntil time.Time) *Object {
 	if cap(body)-len(body) > 1 { // grown for an unknown length: drop the slack
 		body = bytes.Clone(body)
 	}
-	obj := &Object{Body: body, ContentType: m.contentType, ETag: m.etag, LastModified: m.lastModified}
+	obj := &Object{Body: body, ContentType: m.contentType, ETag: m.etag, LastModified: m.lastModified, FreshUntil: freshUntil}
 	if obj.ETag == "" {
 		sum := sha256.Sum256(body)
 		obj.ETag = `"` + hex.EncodeToString(sum[:16]) + `"`

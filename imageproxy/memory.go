@@ -1,6 +1,7 @@
 package imageproxy
 
 import (
+	"container/heap"
 	"context"
 	"math"
 	"sync"
@@ -16,21 +17,27 @@ import (
 const entryOverhead = 256
 
 // Memory is a byte-bounded LRU tier kept in process memory. Each entry
-// lives until its TTL passes or it is evicted to make room, least
-// recently used first. It is safe for concurrent use.
+// lives until its TTL passes or it is evicted to make room: stale entries
+// first (those past their Object.FreshUntil, kept only for
+// Config.StaleIfError), the one that went stale first; then the least
+// recently used. It is safe for concurrent use.
 type Memory struct {
 	mu      sync.Mutex
 	lru     *simplelru.LRU[Key, *memEntry]
-	bytes   int64 // charged bytes of the resident entries
+	byStale staleHeap // every resident entry, the earliest to go stale first
+	bytes   int64     // charged bytes of the resident entries
 	max     int64
 	onEvict func()
 	now     func() time.Time // time.Now; replaced in tests
 }
 
 type memEntry struct {
+	key     Key
 	obj     *Object
 	expires time.Time
+	staleAt time.Time // obj.FreshUntil, or expires when it has none
 	cost    int64
+	index   int // in Memory.byStale
 }
 
 // NewMemory returns a Memory that holds at most maxBytes, charging each
@@ -49,7 +56,10 @@ func NewMemory(maxBytes int64, onEvict func()) *Memory {
 
 // removed is the LRU's eviction callback, called with m.mu held for every
 // entry that leaves the list, whatever the reason.
-func (m *Memory) removed(_ Key, e *memEntry) { m.bytes -= e.cost }
+func (m *Memory) removed(_ Key, e *memEntry) {
+	m.bytes -= e.cost
+	heap.Remove(&m.byStale, e.index)
+}
 
 // cost is what one entry is charged.
 func cost(k Key, obj *Object) int64 {
@@ -77,7 +87,8 @@ func (m *Memory) Get(_ context.Context, k Key) (*Object, bool) {
 }
 
 // Set stores obj under k for ttl, replacing any entry for k, then evicts
-// the least recently used entries until the tier is within its budget. An
+// entries until the tier is within its budget: stale ones first, then the
+// least recently used. An
 // object whose cost alone exceeds the budget, or a ttl <= 0, stores
 // nothing (and still drops the old entry, which is no longer current).
 func (m *Memory) Set(_ context.Context, k Key, obj *Object, ttl time.Duration) {
@@ -86,10 +97,21 @@ func (m *Memory) Set(_ context.Context, k Key, obj *Object, ttl time.Duration) {
 	m.mu.Lock()
 	m.lru.Remove(k)
 	if c <= m.max && ttl > 0 {
-		m.lru.Add(k, &memEntry{obj: obj, expires: m.now().Add(ttl), cost: c})
+		now := m.now()
+		e := &memEntry{key: k, obj: obj, expires: now.Add(ttl), cost: c}
+		e.staleAt = e.expires
+		if !obj.FreshUntil.IsZero() && obj.FreshUntil.Before(e.expires) {
+			e.staleAt = obj.FreshUntil
+		}
+		m.lru.Add(k, e)
+		heap.Push(&m.byStale, e)
 		m.bytes += c
 		for m.bytes > m.max {
-			m.lru.RemoveOldest()
+			if oldest := m.byStale[0]; !now.Before(oldest.staleAt) {
+				m.lru.Remove(oldest.key) // stale: the first to go
+			} else {
+				m.lru.RemoveOldest()
+			}
 			evicted++
 		}
 	}
@@ -141,4 +163,28 @@ func (m *Memory) Clear() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.lru.Purge()
+}
+
+// staleHeap orders entries by the time they go stale, earliest first
+// (container/heap), so eviction finds a stale entry in O(1) and removes
+// it in O(log n).
+type staleHeap []*memEntry
+
+func (h staleHeap) Len() int           { return len(h) }
+func (h staleHeap) Less(i, j int) bool { return h[i].staleAt.Before(h[j].staleAt) }
+func (h staleHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *staleHeap) Push(x any) {
+	e := x.(*memEntry)
+	e.index = len(*h)
+	*h = append(*h, e)
+}
+func (h *staleHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return e
 }

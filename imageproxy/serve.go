@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -31,8 +32,15 @@ import (
 // started the fetch, as a 200 whatever the request's range or
 // preconditions, while the requests that joined make fetches of their own.
 //
+// A stored object past its FreshUntil is refetched, and served stale only
+// if the refetch fails as Config.StaleIfError allows. A 404 remembered
+// for Config.NegativeTTL is answered without a fetch. With Config.Leases,
+// a miss first takes the key's fill lease, or waits for the process that
+// holds it to store the object in the shared tier.
+//
 // Serve returns nil once the answer is written. An *UpstreamError means
-// nothing was written and the caller answers with its Status. Any other
+// nothing was written and the caller answers with its Status; so does the
+// error of Config.Admit, returned unchanged. Any other
 // error wraps http.ErrAbortHandler: the answer was cut short (upstream
 // failed after bytes were sent, or the client left), and the caller writes
 // nothing more; it may panic with http.ErrAbortHandler to reset the
@@ -46,46 +54,80 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, k Key, upstreamURL
 		return p.direct(w, r, k, upstreamURL)
 	}
 	ctx := r.Context()
-	stored := p.stored.Load()
-	if obj, ok := p.lookup(ctx, k); ok {
-		p.serveObject(w, r, obj)
-		return nil
-	}
-	f, leader := p.join(k)
-	if leader && p.stored.Load() != stored {
-		// A fetch stored an object after the lookup above, and may have
-		// been k's: look again rather than fetch twice.
-		if obj, ok := p.lookup(ctx, k); ok {
-			p.complete(k, f, obj)
+	for missed := false; ; missed = true {
+		stored := p.stored.Load()
+		obj, tier, fresh := p.lookup(ctx, k)
+		if fresh {
+			p.obs.CacheHit(p.tiers[tier].Name())
 			p.serveObject(w, r, obj)
 			return nil
 		}
+		stale := obj // nil, or k's object past FreshUntil
+		if stale == nil && p.neg.has(k, time.Now()) {
+			if !missed {
+				p.obs.CacheMiss()
+			}
+			return &UpstreamError{Status: http.StatusNotFound, Upstream: http.StatusNotFound, Remembered: true}
+		}
+		f, leader := p.join(k)
+		if leader && p.stored.Load() != stored {
+			// A fetch stored an object after the lookup above, and may
+			// have been k's: look again rather than fetch twice.
+			if obj, tier, fresh := p.lookup(ctx, k); fresh {
+				p.complete(k, f, obj)
+				p.obs.CacheHit(p.tiers[tier].Name())
+				p.serveObject(w, r, obj)
+				return nil
+			}
+		}
+		if !missed {
+			p.obs.CacheMiss()
+		}
+		if leader {
+			go p.fetch(ctx, k, f, upstreamURL)
+		}
+		err := p.follow(w, r, k, upstreamURL, f, leader, stale)
+		if err != errRetry {
+			return err
+		}
 	}
-	p.obs.CacheMiss()
-	if leader {
-		go p.fetch(ctx, k, f, upstreamURL)
-	}
-	return p.follow(w, r, k, upstreamURL, f, leader)
 }
 
-// lookup returns k's object from the first tier that holds it, filling
-// the tiers before that one.
-func (p *Proxy) lookup(ctx context.Context, k Key) (*Object, bool) {
+// lookup returns k's fresh object from the first tier that holds one, and
+// that tier's index, filling the tiers before it. Without a fresh one, it
+// returns the first stale one it saw, or nil, and fresh false.
+func (p *Proxy) lookup(ctx context.Context, k Key) (obj *Object, tier int, fresh bool) {
+	var stale *Object
+	now := time.Now()
 	for i, t := range p.tiers {
 		obj, ok := t.Get(ctx, k)
 		if !ok {
 			continue
 		}
-		p.obs.CacheHit(t.Name())
-		if i > 0 {
+		if !obj.FreshUntil.IsZero() && !now.Before(obj.FreshUntil) {
+			if stale == nil {
+				stale = obj
+			}
+			continue
+		}
+		if keep := p.keep(obj, now); i > 0 && keep > 0 {
 			sctx := context.WithoutCancel(ctx)
 			for _, e := range p.tiers[:i] {
-				e.Set(sctx, k, obj, p.ttl)
+				e.Set(sctx, k, obj, keep)
 			}
 		}
-		return obj, true
+		return obj, i, true
 	}
-	return nil, false
+	return stale, 0, false
+}
+
+// keep returns how long tiers keep obj from now: until StaleIfError past
+// its FreshUntil, or TTL for an object without one.
+func (p *Proxy) keep(obj *Object, now time.Time) time.Duration {
+	if obj.FreshUntil.IsZero() {
+		return p.ttl
+	}
+	return obj.FreshUntil.Add(p.stale).Sub(now)
 }
 
 // serveObject answers r with obj through http.ServeContent, with the
@@ -111,9 +153,14 @@ type answer struct {
 	cw   countingWriter
 }
 
+// errRetry is follow's answer to a request that joined a fetch its leader
+// was refused (Config.Admit): it starts over.
+var errRetry = errors.New("imageproxy: fetch refused for its leader; start over")
+
 // follow answers r from flight f, as its leader or as a request that
-// joined it.
-func (p *Proxy) follow(w http.ResponseWriter, r *http.Request, k Key, rawURL string, f *flight, leader bool) error {
+// joined it. stale, if not nil, is k's stale object, the answer should
+// the fetch fail as servesStale allows.
+func (p *Proxy) follow(w http.ResponseWriter, r *http.Request, k Key, rawURL string, f *flight, leader bool, stale *Object) error {
 	if leader {
 		defer f.leave()
 	}
@@ -125,7 +172,7 @@ func (p *Proxy) follow(w http.ResponseWriter, r *http.Request, k Key, rawURL str
 	for {
 		f.mu.Lock()
 		state, m, buf, wake := f.state, f.meta, f.buf, f.wake
-		obj, ferr := f.obj, f.err
+		obj, ferr, refused := f.obj, f.err, f.refused
 		var resp *http.Response
 		var cancel context.CancelFunc
 		if state == stateHandoff && leader {
@@ -146,7 +193,14 @@ func (p *Proxy) follow(w http.ResponseWriter, r *http.Request, k Key, rawURL str
 			}
 			return nil
 		case stateFailed:
+			if refused && !leader {
+				return errRetry
+			}
 			if !started {
+				if ue, ok := servesStale(ferr); ok && stale != nil {
+					p.serveStale(w, r, k, stale, ue)
+					return nil
+				}
 				return ferr
 			}
 			p.obs.Sent(sent)
@@ -256,6 +310,14 @@ func (p *Proxy) passThrough(w http.ResponseWriter, r *http.Request, k Key, m met
 // found a body over MaxObject, or for every request when there are no
 // tiers. Its context is the request's: nobody else reads this body.
 func (p *Proxy) direct(w http.ResponseWriter, r *http.Request, k Key, rawURL string) error {
+	if p.neg.has(k, time.Now()) {
+		return &UpstreamError{Status: http.StatusNotFound, Upstream: http.StatusNotFound, Remembered: true}
+	}
+	if p.admit != nil {
+		if err := p.admit(r.Context(), k); err != nil {
+			return err
+		}
+	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
 	resp, err := p.get(ctx, k, rawURL, start)

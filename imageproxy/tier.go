@@ -28,12 +28,17 @@ type Key struct {
 }
 
 // Object is one cached image body and the upstream headers kept with it.
-// Body is never modified after the object is stored.
+// No field is modified after the object is stored.
 type Object struct {
 	Body         []byte
-	ContentType  string
+	ContentType  string // an image type (IsImageType)
 	ETag         string // strong, quoted: upstream's, or a hash of Body
 	LastModified time.Time
+	// FreshUntil is when the object stops being fresh: Config.TTL after
+	// it was fetched. Past it, tiers keep it for Config.StaleIfError,
+	// and the proxy refetches it and serves it only when the refetch
+	// fails. Zero means fresh for as long as a tier keeps it.
+	FreshUntil time.Time
 }
 
 // Tier is one level of the byte cache: memory first, then a shared tier
