@@ -33,6 +33,15 @@ func (AdminPurge) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
+// Provision registers the metrics the running config uses into the new
+// config's registry. Caddy provisions admin routes with each new config
+// before its apps, and keeps serving /metrics from that config's registry
+// if the config is then rejected: without this, a rejected reload would
+// blank every imagegate series until the next good one.
+func (AdminPurge) Provision(ctx caddy.Context) error {
+	return registerMetricsInUse(ctx.GetMetricsRegistry())
+}
+
 // Routes implements caddy.AdminRouter.
 func (a AdminPurge) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{{Pattern: "/cf_images/purge", Handler: caddy.AdminHandlerFunc(a.purge)}}
@@ -60,7 +69,17 @@ func (AdminPurge) purge(w http.ResponseWriter, r *http.Request) error {
 	if req.Variant != "" && !imageref.ValidVariantName(req.Variant) {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New("variant: not a variant name")}
 	}
-	n, err := purge(r.Context(), req.ID, req.Variant)
+	if dec.More() || dec.Decode(&struct{}{}) != io.EOF {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New("want one JSON object, and nothing after it")}
+	}
+	app := liveApp.Load()
+	if app == nil {
+		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: errors.New("no running config has a cf_images handler")}
+	}
+	n, err := app.purge(r.Context(), req.ID, req.Variant)
+	if errors.Is(err, errNoSuchVariant) {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("variant: %v", err)}
+	}
 	if err != nil {
 		// Dropped here, but the other replicas may not have heard: say so,
 		// so the caller can retry.
@@ -73,4 +92,7 @@ func (AdminPurge) purge(w http.ResponseWriter, r *http.Request) error {
 }
 
 // Interface guards
-var _ caddy.AdminRouter = (*AdminPurge)(nil)
+var (
+	_ caddy.AdminRouter = (*AdminPurge)(nil)
+	_ caddy.Provisioner = (*AdminPurge)(nil)
+)

@@ -1,11 +1,14 @@
 package caddymodule
 
 import (
+	"cmp"
 	"errors"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/seed-a64a90cf/imagegate/caddymodule/internal/caddyargs"
 
 	"github.com/seed-a64a90cf/imagegate/session"
 )
@@ -76,16 +79,29 @@ func (a *ClaimAuthorizer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 // OwnerAuthorizer allows a caller whose subject equals a field of the
-// image's Cloudflare metadata, the field uploads through `upload_path`
-// stamp. It reads metadata through the Cloudflare API (account_id and
-// api_token on the handler), caches it for `metadata_ttl`, keeps deciding
-// with an owner up to `metadata_stale` old while the API fails, and limits
-// each caller's lookups that miss the cache to `lookup_limit`.
+// image's Cloudflare metadata, the field uploads stamp. It reads metadata
+// through the Cloudflare API (the handler's or the app's account), caches
+// it for `metadata_ttl`, keeps deciding with an owner up to
+// `metadata_stale` old while the API fails, and limits each caller's
+// lookups that miss the cache to `lookup_limit`.
 type OwnerAuthorizer struct {
 	// Field is the metadata field naming the owner. Default: `owner`.
 	Field string `json:"field,omitempty"`
 
-	field string
+	// MetadataTTL is how long an image's owner is cached. Default: 5m.
+	MetadataTTL caddy.Duration `json:"metadata_ttl,omitempty"`
+
+	// MetadataStale is how long past MetadataTTL a cached owner still
+	// decides while the Cloudflare API fails or rate-limits (the idea of
+	// RFC 5861's stale-if-error). With nothing cached, the answer is 503.
+	// Default: 1h; `off` (JSON: a negative duration) turns it off.
+	MetadataStale caddy.Duration `json:"metadata_stale,omitempty"`
+
+	// LookupLimit bounds, per caller, the lookups that miss the cache and
+	// so call the Cloudflare API. Over it the answer is 429 with
+	// Retry-After and no API call. Default: 120 per minute; `off` or `0`
+	// (JSON: `{}`) turns it off.
+	LookupLimit *RateLimit `json:"lookup_limit,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -96,14 +112,22 @@ func (OwnerAuthorizer) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision applies the default field.
+// Provision applies the defaults.
 func (a *OwnerAuthorizer) Provision(caddy.Context) error {
-	a.field = a.Field
-	if a.field == "" {
-		a.field = defaultOwnerField
+	if a.Field == "" {
+		a.Field = defaultOwnerField
 	}
 	return nil
 }
+
+// Validate checks the settings written in JSON, which the Caddyfile parser
+// would have refused.
+func (a *OwnerAuthorizer) Validate() error {
+	return a.LookupLimit.validate("lookup_limit")
+}
+
+// OwnerField implements MetadataPolicy.
+func (a *OwnerAuthorizer) OwnerField() string { return a.Field }
 
 // Policy implements Authorizer.
 func (a *OwnerAuthorizer) Policy(env AuthorizerEnv) (session.Policy, error) {
@@ -114,18 +138,30 @@ func (a *OwnerAuthorizer) Policy(env AuthorizerEnv) (session.Policy, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The handler's flat settings apply where this block sets nothing.
+	ttl, stale, lookups := a.MetadataTTL, a.MetadataStale, a.LookupLimit
+	ttl = cmp.Or(ttl, env.Legacy.MetadataTTL)
+	stale = cmp.Or(stale, env.Legacy.MetadataStale)
+	if lookups == nil {
+		lookups = env.Legacy.LookupLimit
+	}
 	return session.NewOwner(session.OwnerConfig{
-		Field:   a.field,
+		Field:   a.Field,
 		Source:  session.CloudflareMetadata{Client: client},
-		TTL:     time.Duration(env.MetadataTTL),
-		Stale:   time.Duration(env.MetadataStale),
-		Limiter: env.Lookups,
+		TTL:     time.Duration(ttl),
+		Stale:   time.Duration(stale),
+		Limiter: env.Limiter("lookup", lookups.rate(defaultLookupLimit)),
 	})
 }
 
 // UnmarshalCaddyfile reads the tokens after `authorize`. Syntax:
 //
-//	owner [<meta_field>]
+//	owner [<field>] {
+//	    field          <field>
+//	    metadata_ttl   <duration>
+//	    metadata_stale <duration>|off
+//	    lookup_limit   <events> <window>|off
+//	}
 func (a *OwnerAuthorizer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next()
 	if d.NextArg() {
@@ -133,6 +169,24 @@ func (a *OwnerAuthorizer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	if d.NextArg() {
 		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch field := d.Val(); field {
+		case "field":
+			a.Field, err = caddyargs.One(d)
+		case "metadata_ttl":
+			a.MetadataTTL, err = caddyargs.Duration(d)
+		case "metadata_stale":
+			a.MetadataStale, err = durationOrOff(d)
+		case "lookup_limit":
+			a.LookupLimit, err = rateLimitArgs(d)
+		default:
+			err = d.Errf("authorize owner: unrecognized setting %q", field)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -152,12 +206,12 @@ func (IntrospectAuthorizer) CaddyModule() caddy.ModuleInfo {
 
 // Policy implements Authorizer.
 func (IntrospectAuthorizer) Policy(env AuthorizerEnv) (session.Policy, error) {
-	m, ok := env.Session.(*IntrospectSession)
+	m, ok := env.Session.(PerImageSession)
 	if !ok {
-		return nil, errors.New("needs session introspect")
+		return nil, errors.New("needs a session method that asks its backend per image, such as session introspect")
 	}
-	// The application already decided, per image, in Authenticate.
-	return session.Any{}, m.forwardImages()
+	// The session's backend decides, per image, in Authenticate.
+	return session.Any{}, m.DecidePerImage()
 }
 
 // UnmarshalCaddyfile reads the tokens after `authorize`. Syntax:
@@ -182,6 +236,8 @@ var (
 	_ Authorizer            = (*OwnerAuthorizer)(nil)
 	_ Authorizer            = (*IntrospectAuthorizer)(nil)
 	_ caddy.Provisioner     = (*OwnerAuthorizer)(nil)
+	_ caddy.Validator       = (*OwnerAuthorizer)(nil)
+	_ MetadataPolicy        = (*OwnerAuthorizer)(nil)
 	_ caddyfile.Unmarshaler = (*AnyAuthorizer)(nil)
 	_ caddyfile.Unmarshaler = (*ClaimAuthorizer)(nil)
 	_ caddyfile.Unmarshaler = (*OwnerAuthorizer)(nil)

@@ -119,6 +119,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.MetadataStale, err = caddyargs.Duration(d)
 		case "lookup_limit":
 			h.LookupLimit, err = rateLimitArgs(d)
+		case "upload":
+			if h.Upload != nil {
+				return d.Errf("upload: given twice; a handler has one")
+			}
+			h.Upload, err = uploadArgs(d)
 		case "upload_path":
 			h.UploadPath, err = caddyargs.One(d)
 		case "upload_owner_field":
@@ -126,7 +131,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "upload_limit":
 			h.UploadLimit, err = rateLimitArgs(d)
 		case "redis":
-			h.Redis, err = caddyargs.Append(d, h.Redis)
+			h.Redis, err = redisArgs(d, h.Redis)
 		case "redis_timeout":
 			h.RedisTimeout, err = caddyargs.Duration(d)
 		default:
@@ -220,26 +225,20 @@ func sizeArg(d *caddyfile.Dispenser) (int64, error) {
 	return int64(n), nil
 }
 
-// rateLimitArgs reads `<events> [<window>]`; `0` alone turns the limit
-// off.
+// rateLimitArgs reads `<events> <window>`; `off` or `0` alone turns the
+// limit off.
 func rateLimitArgs(d *caddyfile.Dispenser) (*RateLimit, error) {
 	field := d.Val()
 	args := d.RemainingArgs()
-	bad := d.Errf("%s: want <events> <window>, such as 120 1m, or 0 to turn it off", field)
-	if len(args) == 0 || len(args) > 2 {
-		return nil, bad
-	}
-	n, err := strconv.Atoi(args[0])
-	if err != nil || n < 0 {
-		return nil, bad
-	}
-	if n == 0 {
-		if len(args) == 2 {
-			return nil, bad
-		}
+	bad := d.Errf("%s: want <events> <window>, such as 120 1m, or off", field)
+	if len(args) == 1 && (args[0] == "off" || args[0] == "0") {
 		return &RateLimit{}, nil
 	}
 	if len(args) != 2 {
+		return nil, bad
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n <= 0 {
 		return nil, bad
 	}
 	w, err := caddy.ParseDuration(args[1])
@@ -247,6 +246,24 @@ func rateLimitArgs(d *caddyfile.Dispenser) (*RateLimit, error) {
 		return nil, bad
 	}
 	return &RateLimit{Events: n, Window: caddy.Duration(w)}, nil
+}
+
+// durationOrOff reads a duration, or `off` (or `0`), which is stored as a
+// negative duration: in JSON, an unset duration takes its default.
+func durationOrOff(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	field := d.Val()
+	v, err := caddyargs.One(d)
+	if err != nil {
+		return 0, err
+	}
+	if v == "off" || v == "0" {
+		return -1, nil
+	}
+	dur, err := caddy.ParseDuration(v)
+	if err != nil || dur <= 0 {
+		return 0, d.Errf("%s: want a duration such as 1h, or off", field)
+	}
+	return caddy.Duration(dur), nil
 }
 
 // Interface guards

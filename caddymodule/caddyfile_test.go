@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -123,7 +122,7 @@ func TestProvisionErrors(t *testing.T) {
 	} {
 		h := &Handler{AccountHash: "acc", SigningKey: "k", Variants: []string{"public"}, SessionRaw: sessionJSON("none", NoSession{})}
 		tc.edit(h)
-		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		ctx, cancel := newContext(t)
 		err := h.Provision(ctx)
 		cancel()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -22,15 +22,19 @@ import (
 	"github.com/seed-a64a90cf/imagegate/limit"
 )
 
-// purgeChannel is the Redis Pub/Sub channel purges travel on.
+// purgeChannel is the name of the Pub/Sub channel purges travel on.
 const purgeChannel = "imagegate:v1:purge"
 
 // fleetConn is one Redis connection and its purge subscription, shared by
-// every config that names the same Redis and kept across reloads, so a
-// reload neither reconnects nor forgets that Redis is down.
+// every handler that names the same Redis and kept across reloads, so a
+// reload neither reconnects nor forgets that Redis is down. It knows the
+// handlers on it: a purge message or a restored subscription reaches their
+// memory tiers, and no one else's.
 type fleetConn struct {
 	client *fleet.Client
 	purger *fleet.Purger
+
+	handlers *handlerSet
 }
 
 func (f *fleetConn) Destruct() error {
@@ -38,35 +42,73 @@ func (f *fleetConn) Destruct() error {
 	return f.client.Close()
 }
 
+// proxies returns the handlers on this Redis that have a memory tier.
+func (f *fleetConn) proxies() []*Handler {
+	return f.handlers.list(func(h *Handler) bool { return h.mem != nil })
+}
+
+// purgeMemory is how a purge published by any replica reaches this one:
+// the memory tiers of the handlers on this Redis drop the image (the
+// publisher already deleted it from Redis).
+func (f *fleetConn) purgeMemory(id, variant string) {
+	for _, h := range f.proxies() {
+		h.mem.Delete(context.Background(), h.purgeKeys(id, variant)...)
+	}
+}
+
+// clearMemoryTiers empties the memory tiers of the handlers on this Redis,
+// which may have missed purges while the subscription was down.
+func (f *fleetConn) clearMemoryTiers() {
+	for _, h := range f.proxies() {
+		h.mem.Clear()
+	}
+	redisLog().Info("purge subscription restored: memory tiers on this Redis emptied, since purges may have been missed")
+}
+
+// fleets pools the Redis connections of live configs by their settings.
 var fleets = caddy.NewUsagePool()
 
-func init() {
-	// go-redis reports every failed dial on its own, on stderr; during an
-	// outage that is a line a second. The breaker's one line per state
-	// change says what ops need; the client's lines go to Caddy's log at
-	// debug level.
-	redis.SetLogger(redisLogger{})
-}
+// redisLoggerOnce routes go-redis's own log lines (a failed dial, every
+// second of an outage) to Caddy's log at debug level; the breaker's one line
+// per state change says what ops need. go-redis has one logger per
+// process, so this is set once, by the first config that uses Redis, not
+// by merely linking the module.
+var redisLoggerOnce sync.Once
 
 type redisLogger struct{}
 
 func (redisLogger) Printf(_ context.Context, format string, v ...any) {
-	if c := caddy.Log().Named("http.handlers.cf_images.redis").Check(zapcore.DebugLevel, "redis client"); c != nil {
+	if c := redisLog().Check(zapcore.DebugLevel, "redis client"); c != nil {
 		c.Write(zap.String("detail", fmt.Sprintf(format, v...)))
 	}
 }
 
-// provisionRedis connects to the `redis` URLs, if any. Opening does not
-// contact Redis: the gateway starts and answers while it is down.
-func (h *Handler) provisionRedis(r *provision.Resolver) error {
-	if len(h.Redis) == 0 {
+func redisLog() *zap.Logger { return caddy.Log().Named("http.handlers.cf_images.redis") }
+
+// provisionRedis connects to the handler's Redis, or the app's, if any.
+// Opening does not contact Redis: the gateway starts and answers while it
+// is down.
+func (h *Handler) provisionRedis(app *App) error {
+	rc := h.Redis
+	if rc == nil {
 		if h.RedisTimeout != 0 {
 			return errors.New("redis_timeout: has no effect without redis")
 		}
-		return nil
+		rc = app.Redis
+		if rc == nil {
+			return nil
+		}
+	} else if h.RedisTimeout != 0 {
+		if rc.Timeout != 0 {
+			return errors.New("redis_timeout: give the timeout once, in the redis block")
+		}
+		rc.Timeout = h.RedisTimeout
+	} else if err := rc.validate(); err != nil {
+		return err
 	}
-	urls := make([]string, len(h.Redis))
-	for i, u := range h.Redis {
+	r := provision.NewResolver()
+	urls := make([]string, len(rc.URLs))
+	for i, u := range rc.URLs {
 		// The URL may hold a password: never quote it in an error.
 		urls[i] = string(r.Secret("redis", u, ""))
 		if pu, err := url.Parse(u); err == nil && pu.User != nil {
@@ -78,7 +120,7 @@ func (h *Handler) provisionRedis(r *provision.Resolver) error {
 	if err := r.Err(); err != nil {
 		return err
 	}
-	timeout := time.Duration(h.RedisTimeout)
+	timeout := time.Duration(rc.Timeout)
 	if timeout == 0 {
 		timeout = fleet.DefaultTimeout
 	}
@@ -90,13 +132,15 @@ func (h *Handler) provisionRedis(r *provision.Resolver) error {
 		return fmt.Errorf("redis: %w", err)
 	}
 	h.fleetKey, h.fleet = key, v.(*fleetConn)
+	h.fleet.handlers.add(h)
 	return nil
 }
 
 // openFleet opens the client and starts the purge subscription. Its state
 // changes are logged once each, not per request.
 func openFleet(urls []string, timeout time.Duration) (*fleetConn, error) {
-	logger := caddy.Log().Named("http.handlers.cf_images.redis")
+	redisLoggerOnce.Do(func() { redis.SetLogger(redisLogger{}) })
+	logger := redisLog()
 	c, err := fleet.Open(fleet.Options{
 		URLs:    urls,
 		Timeout: timeout,
@@ -115,12 +159,14 @@ func openFleet(urls []string, timeout time.Duration) (*fleetConn, error) {
 		return nil, err
 	}
 	fleetMetrics.up.Set(1)
-	p := fleet.NewPurger(c, purgeChannel, purgeMemory)
-	// A replica cut off from Redis may have missed purges: it forgets its
-	// memory tier when it is back, so stale bytes outlive no outage.
-	p.OnReconnect = clearMemoryTiers
-	p.Start(context.Background())
-	return &fleetConn{client: c, purger: p}, nil
+	f := &fleetConn{client: c, handlers: newHandlerSet()}
+	f.purger = fleet.NewPurger(c, purgeChannel, f.purgeMemory)
+	// A replica cut off from Redis may have missed purges: it forgets the
+	// memory tiers on this Redis when it is back, so stale bytes outlive no
+	// outage.
+	f.purger.OnReconnect = f.clearMemoryTiers
+	f.purger.Start(context.Background())
+	return f, nil
 }
 
 // limiter returns the per-caller limiter of a budget: counted in Redis
@@ -146,37 +192,10 @@ func limiterSecret(signingKey []byte) []byte {
 // cleanupRedis releases the handler's hold on the shared connection.
 func (h *Handler) cleanupRedis() {
 	if h.fleetKey != "" {
+		h.fleet.handlers.remove(h)
 		_, _ = fleets.Delete(h.fleetKey)
 		h.fleetKey, h.fleet = "", nil
 	}
-}
-
-// proxies is the set of live proxy-mode handlers, which purges reach.
-var proxies = struct {
-	sync.Mutex
-	m map[*Handler]struct{}
-}{m: map[*Handler]struct{}{}}
-
-func addProxy(h *Handler) {
-	proxies.Lock()
-	defer proxies.Unlock()
-	proxies.m[h] = struct{}{}
-}
-
-func removeProxy(h *Handler) {
-	proxies.Lock()
-	defer proxies.Unlock()
-	delete(proxies.m, h)
-}
-
-func liveProxies() []*Handler {
-	proxies.Lock()
-	defer proxies.Unlock()
-	hs := make([]*Handler, 0, len(proxies.m))
-	for h := range proxies.m {
-		hs = append(hs, h)
-	}
-	return hs
 }
 
 // purgeKeys lists the cache keys of an image: every configured variant
@@ -199,15 +218,22 @@ func (h *Handler) purgeKeys(id, variant string) []imageproxy.Key {
 	return keys
 }
 
-// purge drops an image from every tier of every live proxy (the memory
-// tiers and Redis), tells the other replicas, and returns how many entries
-// it dropped here.
-func purge(ctx context.Context, id, variant string) (int, error) {
+// errNoSuchVariant is a purge naming a variant that no proxy-mode handler
+// serves: most likely a typo, which would otherwise purge nothing quietly.
+var errNoSuchVariant = errors.New("no proxy-mode handler serves this variant")
+
+// purge drops an image from every tier of the app's proxy-mode handlers
+// (the memory tiers and Redis), tells the other replicas on each Redis
+// once, and returns how many entries it dropped here.
+func (a *App) purge(ctx context.Context, id, variant string) (int, error) {
 	n := 0
+	served := variant == ""
 	published := map[*fleetConn]bool{}
 	var errs []error
-	for _, h := range liveProxies() {
-		n += h.proxy.Purge(ctx, h.purgeKeys(id, variant)...)
+	for _, h := range a.handlers.list(func(h *Handler) bool { return h.proxy != nil }) {
+		keys := h.purgeKeys(id, variant)
+		served = served || len(keys) > 0
+		n += h.proxy.Purge(ctx, keys...)
 		if f := h.fleet; f != nil && !published[f] {
 			published[f] = true
 			if err := f.purger.Publish(ctx, id, variant); err != nil {
@@ -215,25 +241,8 @@ func purge(ctx context.Context, id, variant string) (int, error) {
 			}
 		}
 	}
-	return n, errors.Join(errs...)
-}
-
-// purgeMemory is how a purge published by any replica reaches this one:
-// its memory tiers drop the image (the publisher already deleted it from
-// Redis).
-func purgeMemory(id, variant string) {
-	for _, h := range liveProxies() {
-		if h.mem != nil {
-			h.mem.Delete(context.Background(), h.purgeKeys(id, variant)...)
-		}
+	if !served {
+		return 0, errNoSuchVariant
 	}
-}
-
-// clearMemoryTiers empties every memory tier.
-func clearMemoryTiers() {
-	memoryTiers.Range(func(_, v any) bool {
-		v.(pooledMemory).Clear()
-		return true
-	})
-	caddy.Log().Named("http.handlers.cf_images.redis").Info("purge subscription restored: memory tiers emptied, since purges may have been missed")
+	return n, errors.Join(errs...)
 }

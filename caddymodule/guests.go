@@ -29,10 +29,51 @@ type SessionMethod interface {
 	Authenticator() session.Authenticator
 }
 
+// Guest capabilities. A guest module takes part in one by implementing its
+// interface; the handler checks with a type assertion, as Caddy does for
+// optional interfaces, never by concrete type, so a third-party module
+// built in with xcaddy takes part exactly as a built-in one does.
+
 // ClaimBearer is implemented by session methods whose identities carry
 // claims (session jwt), which `authorize claim` needs.
 type ClaimBearer interface {
 	BearsClaims() bool
+}
+
+// AnonymousSession is implemented by session methods that name no caller
+// (session none). Uploads and `authorize owner`, which need a caller's
+// name, refuse them.
+type AnonymousSession interface {
+	Anonymous() bool
+}
+
+// DecisionCacher is implemented by session methods that cache their
+// decisions (verified tokens, introspection answers), so that the
+// decision-cache metrics count their hits and misses.
+type DecisionCacher interface {
+	CachesDecisions() bool
+}
+
+// PerImageSession is implemented by session methods that can ask their
+// backend about each image (session introspect). DecidePerImage is called
+// once, by `authorize introspect per_image`, after Provision and before
+// any request; from then on the method decides per image.
+type PerImageSession interface {
+	DecidePerImage() error
+}
+
+// MetadataPolicy is implemented by policies that decide from a field of
+// the image's Cloudflare metadata (authorize owner). Uploads stamp the
+// uploader into that field, so the two must name the same one.
+type MetadataPolicy interface {
+	OwnerField() string
+}
+
+// namesCaller reports whether the session method names the caller, for
+// checks that need one (uploads, owner).
+func namesCaller(m SessionMethod) bool {
+	a, ok := m.(AnonymousSession)
+	return !ok || !a.Anonymous()
 }
 
 // Authorizer is a guest module that decides which images an identified
@@ -48,13 +89,22 @@ type Authorizer interface {
 type AuthorizerEnv struct {
 	// Session is the handler's provisioned session method.
 	Session SessionMethod
-	// API returns the handler's Cloudflare API client, or an error naming
-	// the settings it needs (account_id, api_token).
+	// API returns the Cloudflare API client of the handler's account, or
+	// an error naming the settings it needs (account_id, api_token).
 	API func() (*cfapi.Client, error)
-	// Lookups limits, per caller, the metadata lookups that miss the
-	// cache (`lookup_limit`); nil means no limit.
-	Lookups limit.Limiter
-	// MetadataTTL and MetadataStale are `metadata_ttl` and
-	// `metadata_stale`; zero means the policy's default.
+	// Limiter returns a per-caller limiter of the given budget, named for
+	// its Redis keys: counted across the fleet when the handler has Redis,
+	// else per replica.
+	Limiter func(name string, r limit.Rate) limit.Limiter
+	// Legacy holds the handler's flat metadata settings, written before
+	// they moved into `authorize owner { … }`; a MetadataPolicy uses them
+	// where its own block sets nothing.
+	Legacy LegacyMetadataSettings
+}
+
+// LegacyMetadataSettings are the handler-level metadata_ttl,
+// metadata_stale and lookup_limit, still accepted.
+type LegacyMetadataSettings struct {
 	MetadataTTL, MetadataStale caddy.Duration
+	LookupLimit                *RateLimit
 }

@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"errors"
+	"sync/atomic"
 	"net/http"
 	"runtime/debug"
 	"sync"
@@ -186,9 +188,18 @@ func init() {
 	metrics.buildInfo.WithLabelValues(version, goVersion).Set(1)
 }
 
+// metricsInUse and redisMetricsInUse say which collectors the running
+// config registered. Caddy serves /metrics from the registry of the last
+// config it tried to load, even one it then rejected (it switches the admin
+// endpoint to the new config before provisioning the apps), so the admin
+// route registers these collectors into every new registry first: a
+// rejected reload leaves every series in place.
+var metricsInUse, redisMetricsInUse atomic.Bool
+
 // registerMetrics adds the process-wide collectors to reg. A collector
 // already there (the handler appears twice in one config) is fine.
 func registerMetrics(reg *prometheus.Registry) error {
+	metricsInUse.Store(true)
 	cs := []prometheus.Collector{
 		metrics.requests, metrics.billable, metrics.cacheHits, metrics.cacheMisses,
 		metrics.cacheEvictions, metrics.signatures, metrics.validity, metrics.sessionChecks, metrics.sessionTime,
@@ -196,7 +207,27 @@ func registerMetrics(reg *prometheus.Registry) error {
 		metrics.signingFailures, metrics.byteEvictions, metrics.keyInfo, metrics.buildInfo,
 	}
 	cs = append(cs, proxyCollectors()...)
-	return provision.Register(reg, append(cs, fleetCollectors()...)...)
+	return provision.Register(reg, cs...)
+}
+
+// registerRedisMetrics adds the Redis collectors to reg, for a config that
+// uses Redis: without one, imagegate_redis_up is absent rather than 0.
+func registerRedisMetrics(reg *prometheus.Registry) error {
+	redisMetricsInUse.Store(true)
+	return provision.Register(reg, fleetCollectors()...)
+}
+
+// registerMetricsInUse registers the collectors the running config uses
+// into a new config's registry.
+func registerMetricsInUse(reg *prometheus.Registry) error {
+	var errs []error
+	if metricsInUse.Load() {
+		errs = append(errs, registerMetrics(reg))
+	}
+	if redisMetricsInUse.Load() {
+		errs = append(errs, registerRedisMetrics(reg))
+	}
+	return errors.Join(errs...)
 }
 
 // keysInUse counts the provisioned handlers signing with each key, so that
@@ -286,7 +317,7 @@ func newCheckMetrics(m SessionMethod) *checkMetrics {
 	for v := range c.results {
 		c.results[v] = metrics.sessionChecks.WithLabelValues(name, session.Verdict(v).String())
 	}
-	if dc, ok := m.(interface{ CachesDecisions() bool }); ok && dc.CachesDecisions() {
+	if dc, ok := m.(DecisionCacher); ok && dc.CachesDecisions() {
 		c.misses = metrics.decisionMisses.WithLabelValues(name)
 	}
 	return c

@@ -8,6 +8,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -152,7 +153,11 @@ type Handler struct {
 	// events) turns it off.
 	LookupLimit *RateLimit `json:"lookup_limit,omitempty"`
 
-	// UploadPath, if set, turns on uploads: an authenticated POST to this
+	// Upload turns on uploads; see UploadConfig. Default: off.
+	Upload *UploadConfig `json:"upload,omitempty"`
+
+	// UploadPath is the flat form of `upload`'s path, kept for configs
+	// written before the block. If set, it turns on uploads: an authenticated POST to this
 	// exact path answers `{"id","uploadURL"}` with a one-time Cloudflare
 	// direct-upload URL for a private image (requireSignedURLs is always
 	// sent) whose metadata names the caller. Needs account_id, api_token
@@ -168,22 +173,20 @@ type Handler struct {
 	// events) turns it off.
 	UploadLimit *RateLimit `json:"upload_limit,omitempty"`
 
-	// Redis lists Redis URLs (`redis://` or, with TLS, `rediss://`, with
-	// the password in the userinfo and the database in the path) that a
-	// fleet of gateways shares: proxy mode's second byte-cache tier,
-	// fleet-wide lookup and upload limits, and purges that reach every
-	// replica. One URL is a single node; several are a cluster's seeds.
-	// Placeholders such as `{env.REDIS_PASSWORD}` are resolved at provision
-	// time, and the URL is never logged. Redis never decides an answer:
-	// while it fails, the gateway serves from memory and upstream and
-	// limits per replica. Default: none.
-	Redis []string `json:"redis,omitempty"`
+	// Redis is the Redis a fleet of gateways shares (see RedisConfig).
+	// Default: the `cf_images` app's, or none.
+	Redis *RedisConfig `json:"redis,omitempty"`
 
-	// RedisTimeout bounds every Redis operation. Default: 100ms.
+	// RedisTimeout bounds every Redis operation. It is the one-line form's
+	// companion; in the block form it is the block's `timeout`.
+	// Default: 100ms.
 	RedisTimeout caddy.Duration `json:"redis_timeout,omitempty"`
 
+	app      *App // the config's cf_images app
+	apiKey   string
 	cfg      config.Gateway
-	method   SessionMethod
+	method     SessionMethod
+	authorizer Authorizer
 	gate     *session.Gate
 	checks   *checkMetrics
 	api      *cfapi.Client
@@ -245,37 +248,41 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.now == nil {
 		h.now = time.Now
 	}
+	app, err := appOf(ctx)
+	if err != nil {
+		return err
+	}
+	h.app = app
 	r := provision.NewResolver()
-	cfg := h.gatewayConfig(r)
-	// Read before loading the guest module, which clears the raw JSON.
-	owner := guestName(h.AuthorizeRaw, "policy") == "owner"
-	errs := []error{r.Err(), cfg.Validate(), h.validateLimits()}
-	errs = append(errs, h.unusedSettings(owner)...)
+	cfg := h.gatewayConfig(r, app)
+	// Every problem of the config is reported at once: the app block's, the
+	// handler's own, its guest modules', its proxy block's and its Redis's.
+	errs := []error{app.err, r.Err(), cfg.Validate(), h.validateLimits()}
 	h.limitKey = limiterSecret(cfg.SigningKey)
-	if err := h.provisionRedis(provision.NewResolver()); err != nil {
-		errs = append(errs, err)
-	} else if err := h.provisionSession(ctx); err != nil {
+	redisErr := h.provisionRedis(app)
+	if redisErr == nil && h.fleet != nil {
+		redisErr = registerRedisMetrics(ctx.GetMetricsRegistry())
+	}
+	errs = append(errs, redisErr)
+	if err := h.provisionSession(ctx); err != nil {
 		errs = append(errs, err)
 	} else {
+		errs = append(errs, h.unusedSettings()...)
 		errs = append(errs, h.provisionUploads())
+	}
+	h.cfg = cfg
+	h.prefix = cfg.Prefix
+	h.variants = newVariantStates(cfg)
+	if cfg.Mode == config.ModeProxy && redisErr == nil {
+		errs = append(errs, h.provisionProxy())
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	h.cfg = cfg
-	h.prefix = cfg.Prefix
 	h.keyID = signer.Fingerprint(cfg.SigningKey)
-
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
-	h.variants = newVariantStates(cfg)
-	if cfg.Mode == config.ModeProxy {
-		if err := h.provisionProxy(); err != nil {
-			return err
-		}
-	}
-	var err error
 	h.signer, err = signer.New(signer.Config{
 		DeliveryURL: cfg.DeliveryURL,
 		AccountHash: cfg.AccountHash,
@@ -290,24 +297,30 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	useKey(h.keyID)
 	h.keyInUse = true
+	app.handlers.add(h)
 	h.logStart()
 	return nil
 }
 
-// gatewayConfig turns the handler's own fields into a config.Gateway,
-// resolving placeholders and secrets into r.
-func (h *Handler) gatewayConfig(r *provision.Resolver) config.Gateway {
+// gatewayConfig turns the handler's own fields, and the app's account
+// settings where the handler sets none, into a config.Gateway, resolving
+// placeholders and secrets into r.
+func (h *Handler) gatewayConfig(r *provision.Resolver, app *App) config.Gateway {
 	cfg := config.Gateway{
 		Prefix:         h.Prefix,
-		AccountHash:    r.Value("account_hash", h.AccountHash),
-		DeliveryURL:    r.Value("delivery_url", h.DeliveryURL),
+		AccountHash:    r.Value("account_hash", cmp.Or(h.AccountHash, app.AccountHash)),
+		DeliveryURL:    r.Value("delivery_url", cmp.Or(h.DeliveryURL, app.DeliveryURL)),
 		Variants:       h.Variants,
 		PublicVariants: h.PublicVariants,
 		Window:         signer.Window{Size: time.Duration(h.Window), MinRemaining: time.Duration(h.MinRemaining)},
 		CacheSize:      h.CacheSize,
 		Mode:           h.Mode,
 	}
-	cfg.SigningKey = r.Secret("signing_key", h.SigningKey, h.SigningKeyFile)
+	key, keyFile := h.SigningKey, h.SigningKeyFile
+	if key == "" && keyFile == "" {
+		key, keyFile = app.SigningKey, app.SigningKeyFile
+	}
+	cfg.SigningKey = r.Secret("signing_key", key, keyFile)
 	cfg.Unresolved = r.Failed()
 	cfg.SetDefaults()
 	return cfg
@@ -339,18 +352,23 @@ func (h *Handler) provisionSession(ctx caddy.Context) error {
 			return fmt.Errorf("authorize: module %T is not an authorizer", mod)
 		}
 	}
+	h.authorizer = az
 	policy, err := az.Policy(AuthorizerEnv{
-		Session:       m,
-		API:           h.apiClient,
-		Lookups:       h.limiter("lookup", h.LookupLimit.rate(defaultLookupLimit)),
-		MetadataTTL:   h.MetadataTTL,
-		MetadataStale: h.MetadataStale,
+		Session: m,
+		API:     h.apiClient,
+		Limiter: h.limiter,
+		Legacy: LegacyMetadataSettings{
+			MetadataTTL:   h.MetadataTTL,
+			MetadataStale: h.MetadataStale,
+			LookupLimit:   h.LookupLimit,
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("authorize %s: %w", az.CaddyModule().ID.Name(), err)
 	}
-	if o, ok := az.(*OwnerAuthorizer); ok && h.UploadPath != "" && o.field != h.uploadOwnerField() {
-		return fmt.Errorf("authorize owner %s: uploads stamp the field %q (upload_owner_field), so uploaders could not see their own images; use one field", o.field, h.uploadOwnerField())
+	if mp, ok := az.(MetadataPolicy); ok && h.uploadPath() != "" && mp.OwnerField() != h.uploadOwnerField() {
+		return fmt.Errorf("authorize %s: field %q: uploads stamp the field %q (upload owner_field), so uploaders could not see their own images; use one field",
+			az.CaddyModule().ID.Name(), mp.OwnerField(), h.uploadOwnerField())
 	}
 	h.gate = session.NewGate(m.Authenticator(), policy)
 	h.checks = newCheckMetrics(m)
@@ -359,20 +377,22 @@ func (h *Handler) provisionSession(ctx caddy.Context) error {
 
 // unusedSettings reports settings that nothing in this configuration
 // reads, which would otherwise be silently ignored.
-func (h *Handler) unusedSettings(owner bool) []error {
+func (h *Handler) unusedSettings() []error {
 	var errs []error
 	needs := func(set bool, name, what string) {
 		if set {
 			errs = append(errs, fmt.Errorf("%s: has no effect without %s", name, what))
 		}
 	}
+	_, metadata := h.authorizer.(MetadataPolicy)
+	uploads := h.uploadPath() != ""
 	needs(h.Proxy != nil && h.Mode != config.ModeProxy, "proxy", "mode proxy")
-	needs(!owner && h.MetadataTTL != 0, "metadata_ttl", "authorize owner")
-	needs(!owner && h.MetadataStale != 0, "metadata_stale", "authorize owner")
-	needs(!owner && h.LookupLimit != nil, "lookup_limit", "authorize owner")
-	needs(h.UploadPath == "" && h.UploadOwnerField != "", "upload_owner_field", "upload_path")
-	needs(h.UploadPath == "" && h.UploadLimit != nil, "upload_limit", "upload_path")
-	apiUsed := owner || h.UploadPath != ""
+	needs(!metadata && h.MetadataTTL != 0, "metadata_ttl", "authorize owner")
+	needs(!metadata && h.MetadataStale != 0, "metadata_stale", "authorize owner")
+	needs(!metadata && h.LookupLimit != nil, "lookup_limit", "authorize owner")
+	needs(!uploads && h.UploadOwnerField != "", "upload_owner_field", "upload_path")
+	needs(!uploads && h.UploadLimit != nil, "upload_limit", "upload_path")
+	apiUsed := metadata || uploads
 	needs(!apiUsed && h.AccountID != "", "account_id", "authorize owner or upload_path")
 	needs(!apiUsed && (h.APIToken != "" || h.APITokenFile != ""), "api_token", "authorize owner or upload_path")
 	needs(!apiUsed && h.APIURL != "", "api_url", "authorize owner or upload_path")
@@ -382,68 +402,61 @@ func (h *Handler) unusedSettings(owner bool) []error {
 // validateLimits checks the limits written in JSON, which the Caddyfile
 // parser would have refused.
 func (h *Handler) validateLimits() error {
-	var errs []error
-	for _, lim := range []struct {
-		name string
-		l    *RateLimit
-	}{{"lookup_limit", h.LookupLimit}, {"upload_limit", h.UploadLimit}} {
-		name, l := lim.name, lim.l
-		switch {
-		case l == nil:
-		case l.Events < 0:
-			errs = append(errs, fmt.Errorf("%s: events must not be negative; 0 turns the limit off", name))
-		case l.Events > 0 && l.Window <= 0:
-			errs = append(errs, fmt.Errorf("%s: %d events per what? set a positive window", name, l.Events))
-		}
-	}
-	return errors.Join(errs...)
+	return errors.Join(h.LookupLimit.validate("lookup_limit"), h.UploadLimit.validate("upload_limit"),
+		h.Upload.validate())
 }
 
-// guestName returns the module name under inlineKey in a guest module's
-// raw JSON, or "" if there is none.
-func guestName(raw json.RawMessage, inlineKey string) string {
-	var m map[string]json.RawMessage
-	var name string
-	if json.Unmarshal(raw, &m) == nil {
-		_ = json.Unmarshal(m[inlineKey], &name)
+// validate checks a limit written in JSON.
+func (l *RateLimit) validate(name string) error {
+	switch {
+	case l == nil:
+	case l.Events < 0:
+		return fmt.Errorf("%s: events must not be negative; 0 turns the limit off", name)
+	case l.Events > 0 && l.Window <= 0:
+		return fmt.Errorf("%s: %d events per what? set a positive window", name, l.Events)
 	}
-	return name
+	return nil
 }
 
-// apiClient returns the Cloudflare API client for account_id and
-// api_token, made once per config and shared by owner lookups and uploads.
+// apiClient returns the Cloudflare API client of the handler's account
+// (its own account_id and api_token, or else the app's), made once per
+// handler. Every handler of the process with the same account, token and
+// API URL gets the same client, so they share one in-flight cap and one
+// pause after a 429: Cloudflare's limit is per token, not per site.
 func (h *Handler) apiClient() (*cfapi.Client, error) {
 	if h.api != nil {
 		return h.api, nil
 	}
+	a := h.app
+	id, token, tokenFile, base := h.AccountID, h.APIToken, h.APITokenFile, h.APIURL
+	if id == "" && token == "" && tokenFile == "" {
+		id, token, tokenFile = a.AccountID, a.APIToken, a.APITokenFile
+	}
+	base = cmp.Or(base, a.APIURL)
 	r := provision.NewResolver()
-	client := &cfapi.Client{
-		BaseURL:       r.Value("api_url", h.APIURL),
-		AccountID:     r.Value("account_id", h.AccountID),
-		APIToken:      string(r.Secret("api_token", h.APIToken, h.APITokenFile)),
-		OnRateLimited: metrics.apiRateLimited.Inc,
+	cfg := apiConfig{
+		base:        r.Value("api_url", base),
+		accountID:   r.Value("account_id", id),
+		token:       string(r.Secret("api_token", token, tokenFile)),
+		maxInFlight: a.APIMaxInFlight,
 	}
 	if err := r.Err(); err != nil {
 		return nil, err
 	}
-	if client.AccountID == "" || client.APIToken == "" {
-		return nil, errors.New("needs account_id and api_token (or api_token_file) for the Cloudflare Images API")
+	if cfg.accountID == "" || cfg.token == "" {
+		return nil, errors.New("needs account_id and api_token (or api_token_file), on the handler or in the global cf_images block, for the Cloudflare Images API")
 	}
-	if client.BaseURL != "" {
-		if err := cfapi.ValidateBaseURL(client.BaseURL); err != nil {
+	if cfg.base != "" {
+		if err := cfapi.ValidateBaseURL(cfg.base); err != nil {
 			return nil, fmt.Errorf("api_url: %w", err)
 		}
 	}
-	h.api = client
-	return client, nil
-}
-
-// uploadOwnerField is the metadata field uploads stamp.
-func (h *Handler) uploadOwnerField() string {
-	if h.UploadOwnerField != "" {
-		return h.UploadOwnerField
+	client, key, err := sharedAPIClient(cfg)
+	if err != nil {
+		return nil, err
 	}
-	return defaultOwnerField
+	h.api, h.apiKey = client, key
+	return client, nil
 }
 
 // logStart logs the effective configuration, with the key as a
@@ -482,8 +495,15 @@ func warnLiteralSecret(logger *zap.Logger, field, v string) {
 // guest modules itself (the jwt method's JWKS refresher stops there). It is
 // safe after a failed Provision.
 func (h *Handler) Cleanup() error {
+	if h.app != nil {
+		h.app.handlers.remove(h)
+	}
 	h.cleanupProxy()
 	h.cleanupRedis()
+	if h.apiKey != "" {
+		_, _ = apiClients.Delete(h.apiKey)
+		h.apiKey, h.api = "", nil
+	}
 	if h.keyInUse {
 		releaseKey(h.keyID)
 		h.keyInUse = false

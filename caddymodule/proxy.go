@@ -73,7 +73,9 @@ func (h *Handler) provisionProxy() error {
 	}
 	var tiers []imageproxy.Tier
 	if size > 0 {
-		key := fmt.Sprintf("%s|%s|%d", h.cfg.DeliveryURL, h.cfg.AccountHash, size)
+		// A handler on a Redis never shares a memory tier with one that is
+		// not on it: that Redis's purges and reconnects empty its tiers.
+		key := fmt.Sprintf("%s|%s|%d|%s", h.cfg.DeliveryURL, h.cfg.AccountHash, size, h.fleetKey)
 		v, _, err := memoryTiers.LoadOrNew(key, func() (caddy.Destructor, error) {
 			return pooledMemory{imageproxy.NewMemory(size, metrics.byteEvictions.Inc)}, nil
 		})
@@ -102,14 +104,12 @@ func (h *Handler) provisionProxy() error {
 		return fmt.Errorf("mode proxy: %w", err)
 	}
 	h.proxy = p
-	addProxy(h)
 	return nil
 }
 
 // cleanupProxy releases the proxy's connections and its hold on the memory
 // tier.
 func (h *Handler) cleanupProxy() {
-	removeProxy(h)
 	if h.proxy != nil {
 		h.proxy.Close()
 	}

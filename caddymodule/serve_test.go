@@ -308,5 +308,12 @@ func TestRequestCannotChangeHost(t *testing.T) {
 }
 
 func newContext(t testing.TB) (caddy.Context, context.CancelFunc) {
-	return caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Helper()
+	// A context with a config, as Caddy gives modules, so that handlers can
+	// load the cf_images app.
+	base, err := caddy.ProvisionContext(&caddy.Config{Admin: &caddy.AdminConfig{Disabled: true}})
+	if err != nil {
+		t.Fatalf("ProvisionContext: %v", err)
+	}
+	return caddy.NewContext(base)
 }

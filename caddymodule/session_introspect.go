@@ -101,10 +101,9 @@ func (m *IntrospectSession) build() error {
 	return nil
 }
 
-// forwardImages makes the application decide per image; `authorize
-// introspect` calls it while the handler is provisioned, before any
-// request.
-func (m *IntrospectSession) forwardImages() error {
+// DecidePerImage implements PerImageSession: the application decides per
+// image, told the image in X-Image-Id and X-Image-Variant.
+func (m *IntrospectSession) DecidePerImage() error {
 	if m.PerImage {
 		return nil
 	}
@@ -170,6 +169,8 @@ func (m *IntrospectSession) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // Interface guards
 var (
 	_ SessionMethod         = (*IntrospectSession)(nil)
+	_ PerImageSession       = (*IntrospectSession)(nil)
+	_ DecisionCacher        = (*IntrospectSession)(nil)
 	_ caddy.Provisioner     = (*IntrospectSession)(nil)
 	_ caddyfile.Unmarshaler = (*IntrospectSession)(nil)
 )

@@ -260,7 +260,7 @@ func TestSessionConfigErrors(t *testing.T) {
 		if tc.a != "" {
 			h.AuthorizeRaw = json.RawMessage(tc.a)
 		}
-		ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
+		ctx, cancel := newContext(t)
 		err := h.Provision(ctx)
 		_ = h.Cleanup()
 		cancel()

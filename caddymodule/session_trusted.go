@@ -68,6 +68,9 @@ func (NoSession) Provision(ctx caddy.Context) error {
 // Authenticator implements SessionMethod.
 func (NoSession) Authenticator() session.Authenticator { return session.None{} }
 
+// Anonymous implements AnonymousSession: none names no caller.
+func (NoSession) Anonymous() bool { return true }
+
 // UnmarshalCaddyfile reads `none`, which takes no settings.
 func (*NoSession) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return noSettings(d)
@@ -85,16 +88,11 @@ func noSettings(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// namesCaller reports whether the session method names the caller, for checks that need one (uploads, owner).
-func namesCaller(m SessionMethod) bool {
-	_, anonymous := m.(*NoSession)
-	return !anonymous
-}
-
 // Interface guards
 var (
 	_ SessionMethod         = (*CaddyAuthSession)(nil)
 	_ SessionMethod         = (*NoSession)(nil)
+	_ AnonymousSession      = (*NoSession)(nil)
 	_ caddy.Provisioner     = (*NoSession)(nil)
 	_ caddyfile.Unmarshaler = (*CaddyAuthSession)(nil)
 	_ caddyfile.Unmarshaler = (*NoSession)(nil)

@@ -37,10 +37,14 @@ var (
 
 // provisionUploads turns uploads on when upload_path is set.
 func (h *Handler) provisionUploads() error {
-	if h.UploadPath == "" {
+	path := h.uploadPath()
+	if path == "" {
 		return nil
 	}
-	if h.UploadPath[0] != '/' {
+	if h.Upload != nil && (h.UploadPath != "" || h.UploadOwnerField != "" || h.UploadLimit != nil) {
+		return errors.New("upload: give the upload settings once, in the upload block; the flat upload_* settings are its older form")
+	}
+	if path[0] != '/' {
 		return errors.New("upload_path: must be a path starting with '/'")
 	}
 	if !namesCaller(h.method) {
@@ -51,10 +55,10 @@ func (h *Handler) provisionUploads() error {
 		return fmt.Errorf("upload_path: %w", err)
 	}
 	u := &uploader{
-		path:       h.UploadPath,
+		path:       path,
 		ownerField: h.uploadOwnerField(),
 		api:        api,
-		limiter:    h.limiter("upload", h.UploadLimit.rate(defaultUploadLimit)),
+		limiter:    h.limiter("upload", h.uploadLimit()),
 		results:    map[string]prometheus.Counter{},
 	}
 	for _, res := range uploadResults {
