@@ -4,6 +4,7 @@
 // One http.Handler serves the three Cloudflare hosts as paths:
 //
 //	/client/v4/accounts/<account_id>/images/…   the Images API (api.cloudflare.com)
+//	/images/…                                   the batch API (batch.imagedelivery.net)
 //	POST /<account_hash>/<image_id>             one-time upload URLs (upload.imagedelivery.net)
 //	GET  /<account_hash>/<image_id>/<variant>   delivery (imagedelivery.net)
 //	GET  /cdn-cgi/imagedelivery/<account_hash>/<image_id>/<variant>
@@ -121,6 +122,23 @@ type Config struct {
 	// was answered. It lets callers count billable deliveries (one per 200
 	// answer) without this package knowing how.
 	OnDelivery func(Delivery)
+	// APIRateLimit is how many API calls the API token may make in any
+	// APIRateWindow; past it every API call is refused with 429, code 971
+	// and Retry-After for APIRateBlock, as Cloudflare does. Default
+	// DefaultAPIRateLimit (1,200 per 5 minutes, blocked for 5 minutes);
+	// a negative value turns the limit off. Deliveries and one-time
+	// uploads are not API calls and are not counted, nor are calls that
+	// fail authentication.
+	APIRateLimit int
+	// APIRateWindow is the window of APIRateLimit. Default
+	// DefaultAPIRateWindow (5 minutes).
+	APIRateWindow time.Duration
+	// APIRateBlock is how long the token stays refused once over
+	// APIRateLimit. Default DefaultAPIRateBlock (5 minutes).
+	APIRateBlock time.Duration
+	// OnAPICall, if set, is called once per API request (on the API host
+	// and the batch host) with what was answered.
+	OnAPICall func(APICall)
 	// AnyHost lets the emulator answer whatever Host a request names.
 	// Default false: only a loopback IP literal (127.0.0.0/8, [::1]),
 	// "localhost", or the host of BaseURL, on any port; any other Host gets
@@ -142,11 +160,21 @@ type Emulator struct {
 	decodeSlots chan struct{}
 	// baseHost is the host of cfg.BaseURL, which the Host check accepts.
 	baseHost string
+	// apiLimit is the API token's rate limit, nil when it is off.
+	apiLimit *slidingWindow
+
+	// batchMu guards batch, the live batch tokens.
+	batchMu sync.Mutex
+	batch   map[string]*batchToken
 
 	// mu serialises read-modify-write sequences on the store (upload URL
 	// use, id uniqueness, key and variant changes). Reads do not take it.
 	mu sync.Mutex
 }
+
+// reservedHashes are the first path segments of the API, the batch host
+// and custom-domain delivery, which an account hash cannot be.
+var reservedHashes = []string{"client", "cdn-cgi", "images"}
 
 // New returns an Emulator for cfg, filling defaults, validating the
 // configuration and installing the configured variants and signing key.
@@ -187,6 +215,15 @@ func New(cfg Config) (*Emulator, error) {
 	if cfg.MaxConcurrentDecodes == 0 {
 		cfg.MaxConcurrentDecodes = runtime.NumCPU()
 	}
+	if cfg.APIRateLimit == 0 {
+		cfg.APIRateLimit = DefaultAPIRateLimit
+	}
+	if cfg.APIRateWindow == 0 {
+		cfg.APIRateWindow = DefaultAPIRateWindow
+	}
+	if cfg.APIRateBlock == 0 {
+		cfg.APIRateBlock = DefaultAPIRateBlock
+	}
 	if cfg.DecodeTimeout == 0 {
 		cfg.DecodeTimeout = DefaultDecodeTimeout
 	}
@@ -194,7 +231,7 @@ func New(cfg Config) (*Emulator, error) {
 	if !imageref.IsAccountID(cfg.AccountID) {
 		return nil, fmt.Errorf("emulator: account id must be 32 lowercase hex digits")
 	}
-	if !imageref.IsURLSafe(cfg.AccountHash) || cfg.AccountHash == "client" || cfg.AccountHash == "cdn-cgi" {
+	if !imageref.IsURLSafe(cfg.AccountHash) || slices.Contains(reservedHashes, cfg.AccountHash) {
 		return nil, fmt.Errorf("emulator: account hash must be URL-safe ([A-Za-z0-9_-]) and not a reserved path word")
 	}
 	var baseHost string
@@ -211,6 +248,9 @@ func New(cfg Config) (*Emulator, error) {
 		cfg.MaxDecodeBytes < 0 || cfg.MaxConcurrentDecodes < 0 || cfg.DecodeTimeout < 0 {
 		return nil, fmt.Errorf("emulator: browser TTL, image quota, render cache size and decode limits must not be negative")
 	}
+	if cfg.APIRateWindow < 0 || cfg.APIRateBlock < 0 {
+		return nil, fmt.Errorf("emulator: the API rate window and block must not be negative")
+	}
 	for _, v := range cfg.Variants {
 		if err := validateVariant(v); err != nil {
 			return nil, fmt.Errorf("emulator: variant %q: %s", v.ID, strings.ToLower(err.message))
@@ -223,10 +263,14 @@ func New(cfg Config) (*Emulator, error) {
 	}
 	e := &Emulator{
 		cfg:         cfg,
+		batch:       map[string]*batchToken{},
 		store:       cfg.Store,
 		cache:       cache,
 		decodeSlots: make(chan struct{}, cfg.MaxConcurrentDecodes),
 		baseHost:    baseHost,
+	}
+	if cfg.APIRateLimit > 0 {
+		e.apiLimit = newSlidingWindow(cfg.APIRateLimit, cfg.APIRateWindow, cfg.APIRateBlock)
 	}
 	if err := e.seedState(); err != nil {
 		return nil, err
@@ -272,6 +316,8 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case strings.HasPrefix(p, "/client/v4/"):
 		e.serveAPI(w, r, strings.TrimPrefix(p, "/client/v4/"))
+	case strings.HasPrefix(p, "/images/"):
+		e.serveBatch(w, r, strings.TrimPrefix(p, "/images/"))
 	case strings.HasPrefix(p, "/cdn-cgi/imagedelivery/"):
 		e.serveDelivery(w, r, strings.TrimPrefix(p, "/cdn-cgi/imagedelivery"))
 	case r.Method == http.MethodPost || r.Method == http.MethodOptions:
@@ -281,30 +327,66 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// serveAPI serves /client/v4/accounts/<id>/images/<sub>.
+// serveAPI serves /client/v4/accounts/<id>/images/<sub>, counting each
+// authenticated call against the API token's rate limit.
 func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, rest string) {
+	call := APICall{}
+	defer func() {
+		if e.cfg.OnAPICall != nil {
+			e.cfg.OnAPICall(call)
+		}
+	}()
+	fail := func(cerr *codedError) {
+		call.Status = cerr.status
+		writeError(w, cerr)
+	}
 	acct, sub, ok := strings.Cut(strings.TrimPrefix(rest, "accounts/"), "/images/")
 	if !strings.HasPrefix(rest, "accounts/") || !ok || acct == "" || strings.Contains(acct, "/") {
-		writeError(w, errNoRoute)
+		fail(errNoRoute)
 		return
 	}
 	if !e.authorized(r) {
-		writeError(w, errAuth)
+		fail(errAuth)
 		return
+	}
+	if e.apiLimit != nil {
+		v := e.apiLimit.take(e.now())
+		setRateHeaders(w.Header(), "default", e.apiLimit, v)
+		if !v.ok {
+			call.RateLimited = true
+			fail(errRateLimited(e.apiLimit))
+			return
+		}
 	}
 	if subtle.ConstantTimeCompare([]byte(acct), []byte(e.cfg.AccountID)) != 1 {
 		if imageref.IsAccountID(acct) {
 			// A well-formed id the token has no access to.
-			writeError(w, errAuth)
+			fail(errAuth)
 		} else {
-			writeError(w, errBadAccount)
+			fail(errBadAccount)
 		}
 		return
 	}
+	if sub == "v1/batch_token" {
+		if r.Method != http.MethodGet {
+			fail(errMethod)
+			return
+		}
+		call.Status = http.StatusOK
+		writeResult(w, http.StatusOK, e.newBatchToken(), nil)
+		return
+	}
+	call.Status = e.answerAPI(w, r, sub)
+}
+
+// answerAPI routes an authorised, admitted API call and writes its answer,
+// returning the status sent.
+func (e *Emulator) answerAPI(w http.ResponseWriter, r *http.Request, sub string) int {
 	result, info, cerr := e.routeAPI(r, sub)
 	switch raw, isRaw := result.(rawBody); {
 	case cerr != nil:
 		writeError(w, cerr)
+		return cerr.status
 	case isRaw:
 		w.Header().Set("Content-Type", http.DetectContentType(raw))
 		w.Header().Set("Cache-Control", "no-store")
@@ -312,6 +394,7 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, rest string)
 	default:
 		writeResult(w, http.StatusOK, result, info)
 	}
+	return http.StatusOK
 }
 
 // apiFunc is an API endpoint: it returns the envelope's result (and

@@ -1,6 +1,9 @@
 package cfemulator
 
 import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -34,6 +37,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		browser_ttl  <duration>
 //		flexible_variants
 //		listen_public
+//		api_rate_limit <requests> <window>|off
+//		api_rate_block <duration>
 //		variant <name> {
 //			fit    scale-down|contain|cover|crop|pad
 //			width  <pixels>
@@ -69,6 +74,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.FlexibleVariants, err = true, caddyargs.None(d)
 		case "listen_public":
 			h.ListenPublic, err = true, caddyargs.None(d)
+		case "api_rate_limit":
+			h.APIRateLimit, err = parseRateLimit(d)
+		case "api_rate_block":
+			h.APIRateBlock, err = caddyargs.Duration(d)
 		case "variant":
 			err = h.parseVariant(d)
 		default:
@@ -79,6 +88,27 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// parseRateLimit reads `api_rate_limit <requests> <window>` or
+// `api_rate_limit off`.
+func parseRateLimit(d *caddyfile.Dispenser) (*APIRateLimit, error) {
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 1 && args[0] == "off":
+		return &APIRateLimit{Off: true}, nil
+	case len(args) != 2:
+		return nil, d.Errf("api_rate_limit: want <requests> <window> (such as 1200 5m) or off")
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 {
+		return nil, d.Errf("api_rate_limit: want a whole number of requests, at least 1")
+	}
+	w, err := caddy.ParseDuration(args[1])
+	if err != nil || w <= 0 {
+		return nil, d.Errf("api_rate_limit: want a positive window such as 5m")
+	}
+	return &APIRateLimit{Requests: n, Window: caddy.Duration(w)}, nil
 }
 
 // parseVariant reads `variant <name> { … }`. Values are range-checked when

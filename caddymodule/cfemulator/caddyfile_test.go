@@ -27,6 +27,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			browser_ttl  1h
 			flexible_variants
 			listen_public
+			api_rate_limit 5 1m
+			api_rate_block 3s
 			variant hero {
 				fit    cover
 				width  640
@@ -47,11 +49,14 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			BrowserTTL:       caddy.Duration(time.Hour),
 			FlexibleVariants: true,
 			ListenPublic:     true,
+			APIRateLimit:     &APIRateLimit{Requests: 5, Window: caddy.Duration(time.Minute)},
+			APIRateBlock:     caddy.Duration(3 * time.Second),
 			Variants: map[string]*Variant{
 				"hero":  {Fit: "cover", Width: 640, Height: 360, NeverRequireSignedURLs: true},
 				"small": {Width: 10, Height: 20},
 			},
 		}},
+		{"cf_images_emulator {\n api_rate_limit off\n}", Handler{APIRateLimit: &APIRateLimit{Off: true}}},
 	} {
 		var got Handler
 		if err := got.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input)); err != nil {
@@ -74,6 +79,10 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"cf_images_emulator {\n api_token a b\n}", "wrong argument count"},
 		{"cf_images_emulator {\n browser_ttl soon\n}", "browser_ttl"},
 		{"cf_images_emulator {\n listen_public yes\n}", "wrong argument count"},
+		{"cf_images_emulator {\n api_rate_limit 5\n}", "api_rate_limit: want <requests> <window>"},
+		{"cf_images_emulator {\n api_rate_limit 0 1m\n}", "api_rate_limit: want a whole number of requests"},
+		{"cf_images_emulator {\n api_rate_limit 5 soon\n}", "api_rate_limit: want a positive window"},
+		{"cf_images_emulator {\n api_rate_block 0s\n}", "api_rate_block: want a positive duration"},
 		{"cf_images_emulator {\n variant\n}", "wrong argument count"},
 		{"cf_images_emulator {\n variant a {\n width wide\n }\n}", "width: want a whole number of pixels"},
 		{"cf_images_emulator {\n variant a {\n blur 3\n }\n}", `unrecognized variant subdirective "blur"`},

@@ -18,9 +18,17 @@ var (
 		Name: "imagegate_emulator_not_modified_total",
 		Help: "Delivery requests the Cloudflare Images emulator answered with 304 Not Modified, by variant.",
 	}, []string{"variant"})
+	apiCallsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "imagegate_emulator_api_calls_total",
+		Help: "API requests the Cloudflare Images emulator answered, by host (api or batch) and HTTP status code.",
+	}, []string{"host", "code"})
+	apiRateLimitedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "imagegate_emulator_api_rate_limited_total",
+		Help: "API requests the Cloudflare Images emulator refused with 429 because a rate limit was reached, by host (api or batch).",
+	}, []string{"host"})
 )
 
 // registerMetrics adds the collectors to reg (see provision.Register).
 func registerMetrics(reg *prometheus.Registry) error {
-	return provision.Register(reg, deliveriesTotal, notModifiedTotal)
+	return provision.Register(reg, deliveriesTotal, notModifiedTotal, apiCallsTotal, apiRateLimitedTotal)
 }

@@ -47,6 +47,9 @@ func init() {
 // imagegate_emulator_deliveries_total{variant,code} and, for 304 Not
 // Modified answers, imagegate_emulator_not_modified_total{variant}. The
 // variant label is a configured variant's name, "flexible" or "other".
+// API calls are counted as imagegate_emulator_api_calls_total{host,code}
+// (host "api" or "batch"), and those refused by a rate limit also as
+// imagegate_emulator_api_rate_limited_total{host}.
 type Handler struct {
 	// AccountID is the 32-hex-digit account id of API paths. Default
 	// "0123456789abcdef0123456789abcdef". Global placeholders such as
@@ -94,6 +97,18 @@ type Handler struct {
 	// loopback address or base_url's host get 421.
 	ListenPublic bool `json:"listen_public,omitempty"`
 
+	// APIRateLimit is Cloudflare's global API rate limit as the emulator
+	// applies it to the API token: at most Requests calls in any Window;
+	// past it every API call is refused with 429 (code 971, Retry-After)
+	// for APIRateBlock. Default 1,200 per 5 minutes, Cloudflare's numbers
+	// (https://developers.cloudflare.com/fundamentals/api/reference/limits/).
+	// Deliveries and one-time uploads are not counted.
+	APIRateLimit *APIRateLimit `json:"api_rate_limit,omitempty"`
+
+	// APIRateBlock is how long the API token stays refused once over
+	// APIRateLimit. Default 5 minutes, as on Cloudflare.
+	APIRateBlock caddy.Duration `json:"api_rate_block,omitempty"`
+
 	// Variants are named variants, keyed by name, installed at every start
 	// on top of the defaults: public (scale-down 1366×768), thumbnail
 	// (cover 200×200) and avatar (cover 96×96, never requires a signed
@@ -107,6 +122,16 @@ type Handler struct {
 	// variant label besides "flexible" and "other", so that variants made
 	// and deleted through the API cannot grow the number of series.
 	known map[string]bool
+}
+
+// APIRateLimit is the API token's rate limit.
+type APIRateLimit struct {
+	// Off turns the limit off; Requests and Window are then ignored.
+	Off bool `json:"off,omitempty"`
+	// Requests is the number of calls admitted in any Window. Default 1200.
+	Requests int `json:"requests,omitempty"`
+	// Window is the sliding window Requests are counted over. Default 5m.
+	Window caddy.Duration `json:"window,omitempty"`
 }
 
 // Variant is a named variant's configuration.
@@ -155,6 +180,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		FlexibleVariants: h.FlexibleVariants,
 		Variants:         emulator.DefaultVariants(),
 		OnDelivery:       h.count,
+		OnAPICall:        countAPICall,
+		APIRateBlock:     time.Duration(h.APIRateBlock),
 		// listen_public means clients reach the emulator by names the
 		// operator cannot list here (container names, LAN addresses).
 		AnyHost: h.ListenPublic,
@@ -166,6 +193,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if cfg.AccountHash == "" {
 		cfg.AccountHash = emulator.DefaultAccountHash
+	}
+	if l := h.APIRateLimit; l != nil {
+		if l.Off {
+			cfg.APIRateLimit = -1
+		} else if l.Requests < 0 || l.Window < 0 {
+			return fmt.Errorf("api_rate_limit: requests and window must not be negative")
+		} else {
+			cfg.APIRateLimit, cfg.APIRateWindow = l.Requests, time.Duration(l.Window)
+		}
 	}
 	storage := r.Value("storage", h.Storage)
 	if err := r.Err(); err != nil {
@@ -287,6 +323,18 @@ func (h *Handler) count(d emulator.Delivery) {
 		return
 	}
 	deliveriesTotal.WithLabelValues(variant, strconv.Itoa(d.Status)).Inc()
+}
+
+// countAPICall is the emulator's API call hook.
+func countAPICall(c emulator.APICall) {
+	host := "api"
+	if c.Batch {
+		host = "batch"
+	}
+	apiCallsTotal.WithLabelValues(host, strconv.Itoa(c.Status)).Inc()
+	if c.RateLimited {
+		apiRateLimitedTotal.WithLabelValues(host).Inc()
+	}
 }
 
 // Cleanup releases the storage.
