@@ -233,6 +233,12 @@ func (p *Provider) waitReady(exit <-chan struct{}) error {
 	return nil
 }
 
+// Stop kills Hydra, as a crash would, and waits for it to exit, so a test
+// can see what its caller does while the provider is down. It may be
+// called more than once; Start's cleanup calls it too. Hydra keeps
+// everything in memory, so a stopped provider cannot be started again.
+func (p *Provider) Stop() { p.stop() }
+
 // stop kills Hydra and waits for it to exit; it may be called more than
 // once.
 func (p *Provider) stop() {
