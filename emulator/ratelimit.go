@@ -31,8 +31,9 @@ type APICall struct {
 }
 
 // slidingWindow admits at most limit calls in any window; once a call
-// is refused, every call is refused until block has passed (none when
-// block is 0: calls resume as soon as the window has room). It keeps the
+// is refused, every call is refused until block has passed and the
+// window starts afresh (with no block, block 0, calls resume as soon as
+// the window has room). It keeps the
 // times of the calls inside the window, so it is exact, not an
 // approximation by buckets.
 type slidingWindow struct {
@@ -71,7 +72,11 @@ func (s *slidingWindow) take(now time.Time) verdict {
 	s.calls = s.calls[n:]
 	if len(s.calls) >= s.limit {
 		if s.block > 0 {
+			// The block replaces the window: once it ends, a fresh window
+			// begins, so a block shorter than the window (as tests set
+			// it) is not followed at once by another.
 			s.blockedUntil = now.Add(s.block)
+			s.calls = s.calls[:0]
 			return verdict{reset: s.block}
 		}
 		return verdict{reset: s.calls[0].Add(s.window).Sub(now)}
