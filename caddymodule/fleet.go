@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -21,9 +20,6 @@ import (
 	"github.com/seed-a64a90cf/imagegate/imageproxy"
 	"github.com/seed-a64a90cf/imagegate/limit"
 )
-
-// purgeChannel is the name of the Pub/Sub channel purges travel on.
-const purgeChannel = "imagegate:v1:purge"
 
 // fleetConn is one Redis connection and its purge subscription, shared by
 // every handler that names the same Redis and kept across reloads, so a
@@ -88,7 +84,7 @@ func redisLog() *zap.Logger { return caddy.Log().Named("http.handlers.cf_images.
 // provisionRedis connects to the handler's Redis, or the app's, if any.
 // Opening does not contact Redis: the gateway starts and answers while it
 // is down.
-func (h *Handler) provisionRedis(app *App) error {
+func (h *Handler) provisionRedis(app *App, signingKey []byte) error {
 	rc := h.Redis
 	if rc == nil {
 		if h.RedisTimeout != 0 {
@@ -107,26 +103,40 @@ func (h *Handler) provisionRedis(app *App) error {
 		return err
 	}
 	r := provision.NewResolver()
-	urls := make([]string, len(rc.URLs))
+	o := fleet.Options{
+		URLs:             make([]string, len(rc.URLs)),
+		Cluster:          rc.Cluster,
+		SentinelMaster:   rc.Sentinel,
+		SentinelPassword: string(r.Secret("sentinel_password", rc.SentinelPassword, "")),
+		TLSCAFile:        r.Value("tls_ca_file", rc.TLSCAFile),
+		KeyPrefix:        rc.KeyPrefix,
+		Timeout:          time.Duration(rc.Timeout),
+	}
 	for i, u := range rc.URLs {
 		// The URL may hold a password: never quote it in an error.
-		urls[i] = string(r.Secret("redis", u, ""))
+		o.URLs[i] = string(r.Secret("redis", u, ""))
 		if pu, err := url.Parse(u); err == nil && pu.User != nil {
 			if _, hasPassword := pu.User.Password(); hasPassword {
 				warnLiteralSecret(h.logger, "redis", u) // quiet when the URL holds a placeholder
 			}
 		}
 	}
+	warnLiteralSecret(h.logger, "sentinel_password", rc.SentinelPassword)
 	if err := r.Err(); err != nil {
 		return err
 	}
-	timeout := time.Duration(rc.Timeout)
-	if timeout == 0 {
-		timeout = fleet.DefaultTimeout
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("redis: %w", err)
 	}
-	key := fmt.Sprintf("%s|%d", strings.Join(urls, " "), timeout)
+	// Purge messages are MACed with a key from the signing key, so a
+	// connection serves the handlers of one signing key. Every setting is
+	// part of the pool key: two configs that differ in any of them (a
+	// prefix, a CA, a key) must not share a client.
+	purgeKey := fleetSecret(signingKey, "purge message mac v1")
+	key := fmt.Sprintf("%q|%v|%q|%q|%q|%q|%d|%x", o.URLs, o.Cluster, o.SentinelMaster, o.SentinelPassword, o.TLSCAFile, o.KeyPrefix, o.Timeout,
+		sha256.Sum256(purgeKey))
 	v, _, err := fleets.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return openFleet(urls, timeout)
+		return openFleet(o, purgeKey)
 	})
 	if err != nil {
 		return fmt.Errorf("redis: %w", err)
@@ -138,29 +148,26 @@ func (h *Handler) provisionRedis(app *App) error {
 
 // openFleet opens the client and starts the purge subscription. Its state
 // changes are logged once each, not per request.
-func openFleet(urls []string, timeout time.Duration) (*fleetConn, error) {
+func openFleet(o fleet.Options, purgeKey []byte) (*fleetConn, error) {
 	redisLoggerOnce.Do(func() { redis.SetLogger(redisLogger{}) })
 	logger := redisLog()
-	c, err := fleet.Open(fleet.Options{
-		URLs:    urls,
-		Timeout: timeout,
-		OnStateChange: func(up bool) {
-			if up {
-				fleetMetrics.up.Set(1)
-				logger.Info("redis is answering again: the shared tier and fleet-wide limits are back")
-			} else {
-				fleetMetrics.up.Set(0)
-				logger.Warn("redis is failing: serving from memory and upstream, limiting per replica, until it answers")
-			}
-		},
-		OnOp: observeRedisOp,
-	})
+	o.OnStateChange = func(up bool) {
+		if up {
+			fleetMetrics.up.Set(1)
+			logger.Info("redis is answering again: the shared tier and fleet-wide limits are back")
+		} else {
+			fleetMetrics.up.Set(0)
+			logger.Warn("redis is failing: serving from memory and upstream, limiting per replica, until it answers")
+		}
+	}
+	o.OnOp = observeRedisOp
+	c, err := fleet.Open(o)
 	if err != nil {
 		return nil, err
 	}
 	fleetMetrics.up.Set(1)
 	f := &fleetConn{client: c, handlers: newHandlerSet()}
-	f.purger = fleet.NewPurger(c, purgeChannel, f.purgeMemory)
+	f.purger = fleet.NewPurger(c, c.Channel("v1:purge"), purgeKey, f.purgeMemory)
 	// A replica cut off from Redis may have missed purges: it forgets the
 	// memory tiers on this Redis when it is back, so stale bytes outlive no
 	// outage.
@@ -180,12 +187,14 @@ func (h *Handler) limiter(name string, rate limit.Rate) limit.Limiter {
 	return fleet.NewLimiter(h.fleet.client, name, rate, local).HashSubjectsWith(h.limitKey)
 }
 
-// limiterSecret derives the key that hashes subjects in Redis from the
-// signing key, the one secret every replica of a fleet shares. A key
-// rotation starts the counts afresh.
-func limiterSecret(signingKey []byte) []byte {
+// fleetSecret derives a key for one use in Redis from the signing key, the
+// one secret every replica of a fleet shares and Redis never sees: it keys
+// the hashes of subjects in limiter keys and the MACs of stored objects and
+// purge messages. A key rotation starts them afresh (the Redis tier is then
+// refilled from upstream; the memory tiers keep their bytes).
+func fleetSecret(signingKey []byte, use string) []byte {
 	m := hmac.New(sha256.New, signingKey)
-	m.Write([]byte("imagegate: limiter subject key v1"))
+	m.Write([]byte("imagegate: " + use))
 	return m.Sum(nil)
 }
 

@@ -29,7 +29,7 @@ func TestGuestModules(t *testing.T) {
 		want      []string
 		isGuest   func(any) bool
 	}{
-		{sessionsNamespace, []string{"caddy_auth", "introspect", "jwt", "none"},
+		{sessionsNamespace, []string{"caddy_auth", "introspect", "jwt", "none", "oauth2_introspect"},
 			func(m any) bool { _, ok := m.(SessionMethod); return ok }},
 		{authorizersNamespace, []string{"any", "claim", "introspect", "owner"},
 			func(m any) bool { _, ok := m.(Authorizer); return ok }},

@@ -258,8 +258,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// Every problem of the config is reported at once: the app block's, the
 	// handler's own, its guest modules', its proxy block's and its Redis's.
 	errs := []error{app.err, r.Err(), cfg.Validate(), h.validateLimits()}
-	h.limitKey = limiterSecret(cfg.SigningKey)
-	redisErr := h.provisionRedis(app)
+	h.limitKey = fleetSecret(cfg.SigningKey, "limiter subject key v1")
+	redisErr := h.provisionRedis(app, cfg.SigningKey)
 	if redisErr == nil && h.fleet != nil {
 		redisErr = registerRedisMetrics(ctx.GetMetricsRegistry())
 	}
@@ -367,7 +367,7 @@ func (h *Handler) provisionSession(ctx caddy.Context) error {
 		return fmt.Errorf("authorize %s: %w", az.CaddyModule().ID.Name(), err)
 	}
 	if mp, ok := az.(MetadataPolicy); ok && h.uploadPath() != "" && mp.OwnerField() != h.uploadOwnerField() {
-		return fmt.Errorf("authorize %s: field %q: uploads stamp the field %q (upload owner_field), so uploaders could not see their own images; use one field",
+		return fmt.Errorf("authorize %s %s: uploads stamp the field %q (upload_owner_field, or owner_field in the upload block), so uploaders could not see their own images; use one field",
 			az.CaddyModule().ID.Name(), mp.OwnerField(), h.uploadOwnerField())
 	}
 	h.gate = session.NewGate(m.Authenticator(), policy)

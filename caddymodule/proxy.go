@@ -90,7 +90,7 @@ func (h *Handler) provisionProxy() error {
 		if maxObject == 0 {
 			maxObject = imageproxy.DefaultMaxObject
 		}
-		tiers = append(tiers, fleet.NewByteTier(h.fleet.client, maxObject))
+		tiers = append(tiers, fleet.NewByteTier(h.fleet.client, maxObject, fleetSecret(h.cfg.SigningKey, "redis object mac v1")))
 	}
 	p, err := imageproxy.New(imageproxy.Config{
 		Tiers:     tiers,

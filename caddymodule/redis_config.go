@@ -63,21 +63,12 @@ func (c *RedisConfig) UnmarshalJSON(b []byte) error {
 	return dec.Decode((*plain)(c))
 }
 
-// validate reports every problem of the block, naming the setting. It
-// never quotes a URL, which may hold a password.
+// validate reports the problems of a block that names no URL. The rest
+// (cluster or Sentinel, TLS, the prefix) is checked by the fleet package,
+// once placeholders are resolved.
 func (c *RedisConfig) validate() error {
-	var errs []error
 	if len(c.URLs) == 0 {
-		errs = append(errs, errors.New("redis: url: at least one is required"))
+		return errors.New("redis: url: at least one is required")
 	}
-	if c.Cluster && c.Sentinel != "" {
-		errs = append(errs, errors.New("redis: cluster and sentinel: choose one; Sentinel watches a primary, not a cluster"))
-	}
-	if c.SentinelPassword != "" && c.Sentinel == "" {
-		errs = append(errs, errors.New("redis: sentinel_password: has no effect without sentinel"))
-	}
-	if c.Timeout < 0 {
-		errs = append(errs, errors.New("redis: timeout: must be positive"))
-	}
-	return errors.Join(errs...)
+	return nil
 }
