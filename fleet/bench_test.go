@@ -14,7 +14,7 @@ import (
 // BenchmarkByteTierGet reads a 30 KB object from a real local Redis.
 func BenchmarkByteTierGet(b *testing.B) {
 	srv := redistest.Start(b)
-	tier := NewByteTier(openClient(b, srv.URL, Options{}), 0)
+	tier := NewByteTier(openClient(b, srv.URL, Options{}), 0, testMACKey)
 	ctx := context.Background()
 	k := imageproxy.Key{AccountHash: "acct", ID: "img-1", Variant: "public", Format: imageproxy.FormatAVIF}
 	tier.Set(ctx, k, testObject(30<<10), time.Hour)

@@ -3,9 +3,12 @@ package fleet
 import (
 	"bytes"
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/seed-a64a90cf/imagegate/fleet/redistest"
 	"github.com/seed-a64a90cf/imagegate/imageproxy"
@@ -23,7 +26,7 @@ func testObject(size int) *imageproxy.Object {
 func TestByteTierRoundTrip(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := inspector(t, srv)
-	tier := NewByteTier(openClient(t, srv.URL, Options{}), 0)
+	tier := NewByteTier(openClient(t, srv.URL, Options{}), 0, testMACKey)
 	ctx := context.Background()
 	k := imageproxy.Key{AccountHash: "acct", ID: "img-1", Variant: "public", Format: imageproxy.FormatAVIF}
 	want := testObject(30 << 10)
@@ -62,7 +65,7 @@ func TestByteTierSkipsWrites(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := inspector(t, srv)
 	const maxObject = 1000
-	tier := NewByteTier(openClient(t, srv.URL, Options{}), maxObject)
+	tier := NewByteTier(openClient(t, srv.URL, Options{}), maxObject, testMACKey)
 	ctx := context.Background()
 	k := func(id string) imageproxy.Key { return imageproxy.Key{AccountHash: "a", ID: id, Variant: "v"} }
 
@@ -81,26 +84,97 @@ func TestByteTierSkipsWrites(t *testing.T) {
 	}
 }
 
-func TestByteTierUndecodableIsMiss(t *testing.T) {
+// TestByteTierRejects writes what someone with write access to Redis
+// could: each value is a miss, reported with its reason, and deleted.
+func TestByteTierRejects(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := inspector(t, srv)
-	tier := NewByteTier(openClient(t, srv.URL, Options{}), 0)
+	const maxObject = 1000
+	tier := NewByteTier(openClient(t, srv.URL, Options{}), maxObject, testMACKey)
+	var reasons []string
+	tier.OnRejected = func(r string) { reasons = append(reasons, r) }
 	ctx := context.Background()
 	k := imageproxy.Key{AccountHash: "a", ID: "i", Variant: "v"}
-	good := encodeObject(testObject(100))
-	for _, v := range [][]byte{[]byte("not an object"), good[:len(good)-1], append([]byte{9}, good[1:]...)} {
-		if err := rdb.Set(ctx, tier.c.imageKey(k), v, time.Minute).Err(); err != nil {
+	key := tier.c.imageKey(k)
+	other := tier.c.imageKey(imageproxy.Key{AccountHash: "a", ID: "j", Variant: "v"})
+	good := encodeObject(testMACKey, key, testObject(100))
+	html := testObject(100)
+	html.ContentType = "text/html"
+	big := testObject(maxObject + 4)
+	for _, tt := range []struct {
+		name   string
+		value  []byte
+		reason string
+	}{
+		{"not an object", []byte("not an object"), RejectMAC},
+		{"cut", good[:len(good)-1], RejectMAC},
+		{"other version", append([]byte{1}, good[1:]...), RejectMAC},
+		{"flipped body byte", append(good[:len(good)-1:len(good)-1], good[len(good)-1]^1), RejectMAC},
+		{"another key's MAC key", encodeObject([]byte("someone else's key, 32 bytes..."), key, testObject(100)), RejectMAC},
+		{"copied from another key", encodeObject(testMACKey, other, testObject(100)), RejectMAC},
+		{"not an image type", encodeObject(testMACKey, key, html), RejectType},
+		{"body over max_object", encodeObject(testMACKey, key, big), RejectSize},
+		{"value over max_object", bytes.Repeat([]byte{objectV2}, 2<<20), RejectSize},
+	} {
+		reasons = nil
+		if err := rdb.Set(ctx, key, tt.value, time.Minute).Err(); err != nil {
 			t.Fatalf("SET: %v", err)
 		}
+		sentBefore := netOutput(t, rdb)
 		if obj, ok := tier.Get(ctx, k); ok {
-			t.Fatalf("Get of %q hit: %+v", v[:min(len(v), 16)], obj)
+			t.Fatalf("%s: Get hit: %+v", tt.name, obj.ContentType)
+		}
+		if tt.name == "value over max_object" {
+			// The length is checked in Redis: the 2 MiB never left it.
+			if sent := netOutput(t, rdb) - sentBefore; sent > 64<<10 {
+				t.Errorf("%s: Redis sent %d bytes for a refused value", tt.name, sent)
+			}
+		}
+		if len(reasons) != 1 || reasons[0] != tt.reason {
+			t.Errorf("%s: rejected with %q, want [%s]", tt.name, reasons, tt.reason)
+		}
+		if n := rdb.Exists(ctx, key).Val(); n != 0 {
+			t.Errorf("%s: the rejected value was kept", tt.name)
 		}
 	}
+	// A key that holds no string is a rejection too, not an error that
+	// would open the breaker.
+	rdb.RPush(ctx, key, "x")
+	reasons = nil
+	if _, ok := tier.Get(ctx, k); ok || len(reasons) != 1 || !tier.c.Up() {
+		t.Errorf("a list: hit %v, reasons %q, up %v", ok, reasons, tier.c.Up())
+	}
+	// And the real thing still works.
+	rdb.Set(ctx, key, good, time.Minute)
+	if _, ok := tier.Get(ctx, k); !ok {
+		t.Error("a good value was refused")
+	}
+}
+
+// netOutput returns how many bytes the server has sent, all clients
+// together.
+func netOutput(t *testing.T, rdb *redis.Client) int64 {
+	t.Helper()
+	info, err := rdb.Info(context.Background(), "stats").Result()
+	if err != nil {
+		t.Fatalf("INFO: %v", err)
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_net_output_bytes:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatalf("INFO: %q", line)
+			}
+			return n
+		}
+	}
+	t.Fatal("INFO stats has no total_net_output_bytes")
+	return 0
 }
 
 func TestByteTierDelete(t *testing.T) {
 	srv := redistest.Start(t)
-	tier := NewByteTier(openClient(t, srv.URL, Options{}), 0)
+	tier := NewByteTier(openClient(t, srv.URL, Options{}), 0, testMACKey)
 	ctx := context.Background()
 	keys := []imageproxy.Key{
 		{AccountHash: "a", ID: "i", Variant: "v1"},
@@ -131,7 +205,7 @@ func TestByteTierDelete(t *testing.T) {
 func TestByteTierDropsWritesWhenBusy(t *testing.T) {
 	addr := blackHole(t)
 	log := newOpLog()
-	tier := NewByteTier(openClient(t, "redis://"+addr, log.options(Options{Timeout: 300 * time.Millisecond})), 0)
+	tier := NewByteTier(openClient(t, "redis://"+addr, log.options(Options{Timeout: 300 * time.Millisecond})), 0, testMACKey)
 	ctx := context.Background()
 	const extra = 10
 	start := time.Now()

@@ -43,7 +43,7 @@ func TestOutageAndRecovery(t *testing.T) {
 	log := newOpLog()
 	const timeout, coolDown = 100 * time.Millisecond, 300 * time.Millisecond
 	c := openClient(t, srv.URL, log.options(Options{Timeout: timeout, FailureThreshold: 5, CoolDown: coolDown}))
-	tier := NewByteTier(c, 0)
+	tier := NewByteTier(c, 0, testMACKey)
 	fallback := &countingLimiter{}
 	lim := NewLimiter(c, "api", limit.Rate{Events: 1000, Per: time.Minute}, fallback)
 	ctx := context.Background()
@@ -109,7 +109,7 @@ func TestHangingRedis(t *testing.T) {
 	log := newOpLog()
 	c := openClient(t, "redis://"+blackHole(t), log.options(Options{Timeout: timeout, CoolDown: time.Minute}))
 	fallback := &countingLimiter{}
-	tier := NewByteTier(c, 0)
+	tier := NewByteTier(c, 0, testMACKey)
 	lim := NewLimiter(c, "api", limit.Rate{Events: 10, Per: time.Second}, fallback)
 
 	const calls = 100
@@ -136,7 +136,7 @@ func TestHangingRedis(t *testing.T) {
 func TestCallerCancelDoesNotOpenBreaker(t *testing.T) {
 	log := newOpLog()
 	c := openClient(t, "redis://"+blackHole(t), log.options(Options{Timeout: time.Second}))
-	tier := NewByteTier(c, 0)
+	tier := NewByteTier(c, 0, testMACKey)
 	for range 2 * DefaultFailureThreshold {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
 		tier.Get(ctx, imageproxy.Key{ID: "i"})
@@ -152,7 +152,7 @@ func TestClosedClientIsUnavailable(t *testing.T) {
 	log := newOpLog()
 	c := openClient(t, srv.URL, log.options(Options{}))
 	_ = c.Close()
-	NewByteTier(c, 0).Get(context.Background(), imageproxy.Key{ID: "i"})
+	NewByteTier(c, 0, testMACKey).Get(context.Background(), imageproxy.Key{ID: "i"})
 	if n := log.count(OpGet, ErrUnavailable); n != 1 {
 		t.Fatalf("Get on a closed client: %d ErrUnavailable, want 1", n)
 	}

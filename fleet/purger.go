@@ -1,112 +1,121 @@
 package fleet
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
+	"strings"
 	"sync"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
-// DefaultPurgeChannel is the Pub/Sub channel replicas purge on, inside the
-// "imagegate:" namespace an ACL (&imagegate:*) grants.
-const DefaultPurgeChannel = "imagegate:v1:purge"
+// PurgeChannelName is the name, under the client's key prefix
+// (Client.Channel), of the Pub/Sub channel replicas purge on. v2 messages
+// carry a MAC.
+const PurgeChannelName = "v2:purge"
 
 // Purger bounds.
 const (
-	// purgeHealthInterval is how long an idle subscription waits before it
-	// pings Redis; a ping unanswered for another interval means the
-	// connection is dead without having said so (a vanished host), and the
-	// subscription is replaced.
-	purgeHealthInterval = 30 * time.Second
-	// purgeMinBackoff and purgeMaxBackoff bound the wait between
-	// reconnection attempts while Redis is unreachable.
-	purgeMinBackoff = 50 * time.Millisecond
-	purgeMaxBackoff = time.Second
+	// DefaultClearInterval is the shortest time between two OnReconnect
+	// calls when Purger.ClearInterval is not set. Owners should set
+	// ClearInterval to a tenth of the memory tier's TTL.
+	DefaultClearInterval = time.Minute
+	// purgeMaxAge is how old a purge message may be, by the clock of the
+	// replica that sent it, before it is taken for a replay and ignored.
+	// Generous, for clocks that disagree; a replayed purge costs only a
+	// refetch.
+	purgeMaxAge = 5 * time.Minute
 )
 
-// purgeMessage is what Publish sends: small JSON such as
-// {"id":"abc","variant":"thumb"}, with variant "" for every variant.
+// purgeMessage is what Publish sends, as JSON: the image's id, its
+// variant ("" for every variant) and when it was sent, in Unix
+// milliseconds. On the channel it is "<hex MAC> <JSON>".
 type purgeMessage struct {
 	ID      string `json:"id"`
 	Variant string `json:"variant"`
+	At      int64  `json:"at"`
 }
 
 // Purger fans purges out to every replica through a Redis Pub/Sub channel:
 // Publish on one replica makes every subscribed replica call onPurge.
 //
+// Anyone who can publish on the channel is not thereby allowed to purge:
+// every message carries a MAC under a key only the gateways hold, and a
+// message whose MAC fails, that does not decode or that is older than five
+// minutes is ignored and reported to OnRejected.
+//
 // Pub/Sub delivers only to subscribers connected at that moment, so a
 // replica cut off from Redis misses purges, and cannot know which. It calls
 // OnDisconnect when it loses its subscription and OnReconnect when the
-// subscription is back; the owner is expected to drop its whole memory tier
-// in OnReconnect. That bounds how long a missed purge leaves stale entries
-// in a replica's memory to the outage, plus up to two health-check
-// intervals (one minute) when the connection died without closing, or to
-// the memory tier's TTL if that is shorter. A Publish that fails reaches no
-// other replica; their entries then live until the memory tier's TTL. The
-// Redis tier needs no message: the purging replica deletes those keys.
+// subscription is back; the owner is expected to drop the memory tiers
+// that sit in front of this Redis in OnReconnect. So that a subscription
+// dropped again and again (by `CLIENT KILL TYPE pubsub`, say) does not
+// empty them again and again, OnReconnect is called at most once per
+// ClearInterval: a reconnection sooner than that is answered when the
+// interval has passed. A missed purge thus leaves stale entries in a
+// replica's memory for at most the outage plus ClearInterval, plus up to
+// two health-check intervals (one minute) when the connection died without
+// closing, or the memory tier's TTL if that is shorter. A Publish that
+// fails reaches no other replica; their entries then live until the memory
+// tier's TTL. The Redis tier needs no message: the purging replica deletes
+// those keys.
 type Purger struct {
 	// OnDisconnect, if set before Start, is called once when the
 	// subscription is lost, or its first attempt fails; purges may be
 	// missed from then on. It must not block.
 	OnDisconnect func()
-	// OnReconnect, if set before Start, is called once when the
-	// subscription is confirmed after OnDisconnect. It must not block.
+	// OnReconnect, if set before Start, is called when the subscription
+	// is confirmed after OnDisconnect, at most once per ClearInterval. It
+	// must not block.
 	OnReconnect func()
+	// ClearInterval, if set before Start, is the shortest time between
+	// two OnReconnect calls (DefaultClearInterval if <= 0).
+	ClearInterval time.Duration
+	// OnRejected, if set before Start, is called with RejectPurge for
+	// every message ignored as forged, malformed or replayed. It must not
+	// block.
+	OnRejected func(reason string)
 
 	c       *Client
 	channel string
+	key     []byte
 	onPurge func(id, variant string)
+	sub     subscription
 
-	mu     sync.Mutex
-	ps     *redis.PubSub // the current subscription
-	closed bool
-	stop   context.CancelFunc
-	done   chan struct{}
+	mu        sync.Mutex
+	lastClear time.Time   // the last OnReconnect call
+	pending   *time.Timer // a delayed OnReconnect, if one is due
+	stopped   bool
 }
 
-// NewPurger returns a Purger on channel that calls onPurge for each purge
-// published by any replica, this one included.
-func NewPurger(c *Client, channel string, onPurge func(id, variant string)) *Purger {
-	return &Purger{c: c, channel: channel, onPurge: onPurge}
+// NewPurger returns a Purger on channel (Client.Channel(PurgeChannelName)
+// for the fleet's) that calls onPurge for each purge published by any
+// replica, this one included. macKey signs and checks the messages: at
+// least 16 bytes every replica shares and nobody else has, such as a key
+// derived from the signing key. It panics on a shorter key.
+func NewPurger(c *Client, channel string, macKey []byte, onPurge func(id, variant string)) *Purger {
+	checkMACKey("NewPurger", macKey)
+	p := &Purger{c: c, channel: channel, key: bytes.Clone(macKey), onPurge: onPurge}
+	p.sub = subscription{c: c, channel: channel, onMessage: p.receive, onDown: p.down, onUp: p.up}
+	return p
 }
 
 // Start subscribes in the background and returns at once; the
-// subscription lasts until ctx ends or Close. go-redis reconnects and
-// resubscribes a lost subscription; Start's loop adds the backoff while
-// Redis is down, the check for silently dead connections, OnDisconnect and
-// OnReconnect. Call it once.
-func (p *Purger) Start(ctx context.Context) {
-	ctx, stop := context.WithCancel(ctx)
+// subscription lasts until ctx ends or Close. Call it once.
+func (p *Purger) Start(ctx context.Context) { p.sub.start(ctx) }
+
+// Close ends the subscription, cancels a delayed OnReconnect, and waits
+// for Start's loop to return.
+func (p *Purger) Close() {
+	p.sub.close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.stop, p.done = stop, make(chan struct{})
-	if p.closed {
-		stop()
-		close(p.done)
-		return
-	}
-	go p.run(ctx)
-}
-
-// Close ends the subscription and waits for Start's loop to return.
-func (p *Purger) Close() {
-	p.mu.Lock()
-	p.closed = true
-	stop, done := p.stop, p.done
-	p.mu.Unlock()
-	if stop != nil {
-		stop()
-	}
-	// Closing the subscription unblocks a pending receive, which a
-	// canceled context does not.
-	p.unsubscribe()
-	if done != nil {
-		<-done
+	p.stopped = true
+	if p.pending != nil {
+		p.pending.Stop()
+		p.pending = nil
 	}
 }
 
@@ -115,12 +124,13 @@ func (p *Purger) Close() {
 // (its own message comes back through the subscription too, harmlessly), so
 // the purge holds locally even while Redis is unavailable.
 func (p *Purger) Publish(ctx context.Context, id, variant string) error {
-	payload, err := json.Marshal(purgeMessage{ID: id, Variant: variant})
+	payload, err := json.Marshal(purgeMessage{ID: id, Variant: variant, At: time.Now().UnixMilli()})
 	if err != nil {
 		return fmt.Errorf("fleet: encode purge: %w", err)
 	}
+	msg := hex.EncodeToString(mac(p.key, domainPurge, []byte(p.channel), payload)) + " " + string(payload)
 	err = p.c.do(ctx, OpPublish, func(ctx context.Context) error {
-		return p.c.rdb.Publish(ctx, p.channel, payload).Err()
+		return p.c.rdb.Publish(ctx, p.channel, msg).Err()
 	})
 	if err != nil {
 		return fmt.Errorf("fleet: publish purge: %w", err)
@@ -128,100 +138,58 @@ func (p *Purger) Publish(ctx context.Context, id, variant string) error {
 	return nil
 }
 
-// subscribe replaces the current subscription with a new one, or returns
-// nil once the Purger is closed.
-func (p *Purger) subscribe(ctx context.Context) *redis.PubSub {
-	p.unsubscribe()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return nil
+// receive handles one message: a purge whose MAC verifies and that is
+// recent, else a rejection.
+func (p *Purger) receive(payload string) {
+	sum, body, _ := strings.Cut(payload, " ")
+	var pm purgeMessage
+	rawSum, err := hex.DecodeString(sum)
+	if err != nil || !validMAC(p.key, rawSum, domainPurge, []byte(p.channel), []byte(body)) ||
+		json.Unmarshal([]byte(body), &pm) != nil || pm.ID == "" ||
+		time.Since(time.UnixMilli(pm.At)).Abs() > purgeMaxAge {
+		if p.OnRejected != nil {
+			p.OnRejected(RejectPurge)
+		}
+		return
 	}
-	// Subscribe's first attempt may fail; the channel is remembered and the
-	// next receive reconnects.
-	p.ps = p.c.rdb.Subscribe(ctx, p.channel)
-	return p.ps
+	p.onPurge(pm.ID, pm.Variant)
 }
 
-// unsubscribe closes the current subscription, if any.
-func (p *Purger) unsubscribe() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ps != nil {
-		_ = p.ps.Close()
-		p.ps = nil
+func (p *Purger) down() {
+	if p.OnDisconnect != nil {
+		p.OnDisconnect()
 	}
 }
 
-func (p *Purger) run(ctx context.Context) {
-	defer close(p.done)
-	defer p.unsubscribe()
-	ps := p.subscribe(ctx)
-	lost := false   // purges may have been missed since the last confirmation
-	pinged := false // a ping is out, unanswered
-	backoff := purgeMinBackoff
-	for ps != nil {
-		msg, err := ps.ReceiveTimeout(ctx, purgeHealthInterval)
-		if ctx.Err() != nil {
+// up calls OnReconnect after a loss, at once if the last call was at least
+// ClearInterval ago, else once when it will be.
+func (p *Purger) up(afterLoss bool) {
+	if !afterLoss || p.OnReconnect == nil {
+		return
+	}
+	interval := p.ClearInterval
+	if interval <= 0 {
+		interval = DefaultClearInterval
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pending != nil || p.stopped {
+		return // a clear is due already: it covers this reconnection too
+	}
+	wait := time.Until(p.lastClear.Add(interval))
+	if p.lastClear.IsZero() || wait <= 0 {
+		p.lastClear = time.Now()
+		p.OnReconnect()
+		return
+	}
+	p.pending = time.AfterFunc(wait, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.stopped {
 			return
 		}
-		if err != nil {
-			var ne net.Error
-			idle := errors.As(err, &ne) && ne.Timeout()
-			if idle && !pinged {
-				pinged = true
-				if ps.Ping(ctx) == nil {
-					continue
-				}
-			}
-			if !lost {
-				lost = true
-				if p.OnDisconnect != nil {
-					p.OnDisconnect()
-				}
-			}
-			if idle {
-				// The ping went unanswered: the connection is dead.
-				pinged = false
-				ps = p.subscribe(ctx)
-			}
-			if !sleep(ctx, backoff) {
-				return
-			}
-			backoff = min(2*backoff, purgeMaxBackoff)
-			continue
-		}
-		pinged = false
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind != "subscribe" {
-				continue
-			}
-			backoff = purgeMinBackoff
-			if lost {
-				lost = false
-				if p.OnReconnect != nil {
-					p.OnReconnect()
-				}
-			}
-		case *redis.Message:
-			var pm purgeMessage
-			if json.Unmarshal([]byte(m.Payload), &pm) == nil && pm.ID != "" {
-				p.onPurge(pm.ID, pm.Variant)
-			}
-		}
-	}
-}
-
-// sleep waits for d or the end of ctx, and reports whether ctx is still
-// live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+		p.pending = nil
+		p.lastClear = time.Now()
+		p.OnReconnect()
+	})
 }

@@ -2,6 +2,8 @@ package fleet
 
 import (
 	"context"
+	"encoding/hex"
+	"strconv"
 	"testing"
 	"time"
 
@@ -10,7 +12,7 @@ import (
 	"github.com/seed-a64a90cf/imagegate/fleet/redistest"
 )
 
-const testChannel = DefaultPurgeChannel
+const testChannel = DefaultKeyPrefix + PurgeChannelName
 
 type purge struct{ id, variant string }
 
@@ -19,22 +21,33 @@ type replica struct {
 	*Purger
 	purges                  chan purge
 	disconnects, reconnects chan struct{}
+	rejected                chan string
 }
 
 // startPurger starts a Purger on its own client (a replica).
 func startPurger(t *testing.T, url string) replica {
 	t.Helper()
+	return startPurgerWith(t, url, 0)
+}
+
+// startPurgerWith starts a Purger whose OnReconnect calls are at least
+// clearInterval apart.
+func startPurgerWith(t *testing.T, url string, clearInterval time.Duration) replica {
+	t.Helper()
 	purges := make(chan purge, 10)
-	disconnects := make(chan struct{}, 10)
-	reconnects := make(chan struct{}, 10)
-	p := NewPurger(openClient(t, url, Options{}), testChannel, func(id, variant string) {
+	disconnects := make(chan struct{}, 100)
+	reconnects := make(chan struct{}, 100)
+	rejected := make(chan string, 100)
+	p := NewPurger(openClient(t, url, Options{}), testChannel, testMACKey, func(id, variant string) {
 		purges <- purge{id, variant}
 	})
 	p.OnDisconnect = func() { disconnects <- struct{}{} }
 	p.OnReconnect = func() { reconnects <- struct{}{} }
+	p.OnRejected = func(reason string) { rejected <- reason }
+	p.ClearInterval = clearInterval
 	p.Start(context.Background())
 	t.Cleanup(p.Close)
-	return replica{p, purges, disconnects, reconnects}
+	return replica{p, purges, disconnects, reconnects, rejected}
 }
 
 // waitSubscribers waits until n clients subscribe to the purge channel:
@@ -72,10 +85,30 @@ func TestPurgerFanOut(t *testing.T) {
 	waitSubscribers(t, rdb, 2)
 
 	ctx := context.Background()
-	// Malformed messages are ignored, not delivered.
-	for _, junk := range []string{"not json", `{"variant":"x"}`} {
-		if err := rdb.Publish(ctx, testChannel, junk).Err(); err != nil {
+	// Forged, malformed and replayed messages are ignored and reported,
+	// not delivered: publishing on the channel is not a right to purge.
+	now := time.Now().UnixMilli()
+	forge := func(key []byte, body string) string {
+		return hex.EncodeToString(mac(key, domainPurge, []byte(testChannel), []byte(body))) + " " + body
+	}
+	otherKey := []byte("not the fleet's key, 32 bytes ok")
+	junk := []string{
+		"not json",
+		`{"id":"img-1","variant":"","at":` + strconv.FormatInt(now, 10) + `}`,              // no MAC: the old format
+		forge(otherKey, `{"id":"img-1","variant":"","at":`+strconv.FormatInt(now, 10)+`}`), // another key
+		forge(testMACKey, `{"id":"img-1","variant":"","at":1700000000000}`),                // a replay from 2023
+		forge(testMACKey, `{"variant":"x","at":`+strconv.FormatInt(now, 10)+`}`),           // no id
+	}
+	for _, j := range junk {
+		if err := rdb.Publish(ctx, testChannel, j).Err(); err != nil {
 			t.Fatalf("PUBLISH: %v", err)
+		}
+	}
+	for range junk {
+		for _, r := range []replica{r1, r2} {
+			if reason := receive(t, r.rejected, "a rejection"); reason != RejectPurge {
+				t.Errorf("rejected with %q, want %q", reason, RejectPurge)
+			}
 		}
 	}
 	for _, want := range []purge{{"img-1", "thumb"}, {"img-2", ""}} {
@@ -89,6 +122,49 @@ func TestPurgerFanOut(t *testing.T) {
 			t.Fatalf("publishing replica got %+v, want %+v", got, want)
 		}
 	}
+	if len(r1.purges)+len(r2.purges) != 0 {
+		t.Error("a rejected message was delivered")
+	}
+}
+
+// TestPurgerReconnectClearsAtMostOncePerInterval drops the subscription
+// again and again, as `CLIENT KILL TYPE pubsub` does: OnReconnect (which
+// empties the memory tiers) comes once at once, then at most once per
+// ClearInterval, and a reconnection inside the interval is still answered
+// when it ends.
+func TestPurgerReconnectClearsAtMostOncePerInterval(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := inspector(t, srv)
+	const interval = 1500 * time.Millisecond
+	r := startPurgerWith(t, srv.URL, interval)
+	waitSubscribers(t, rdb, 1)
+	ctx := context.Background()
+	kill := func() {
+		if err := rdb.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
+			t.Fatalf("CLIENT KILL: %v", err)
+		}
+		receive(t, r.disconnects, "OnDisconnect after CLIENT KILL")
+		waitSubscribers(t, rdb, 1)
+	}
+	start := time.Now()
+	kill()
+	receive(t, r.reconnects, "the first OnReconnect")
+	first := time.Now()
+	for range 5 {
+		kill()
+	}
+	if n := len(r.reconnects); n != 0 {
+		t.Fatalf("%d more OnReconnect calls within %v of the first; want none before the interval ends", n, time.Since(first))
+	}
+	receive(t, r.reconnects, "the delayed OnReconnect")
+	if d := time.Since(first); d < interval {
+		t.Errorf("second OnReconnect %v after the first, want at least %v", d, interval)
+	}
+	time.Sleep(interval / 2)
+	if n := len(r.reconnects); n != 0 {
+		t.Errorf("%d OnReconnect calls for one interval's reconnections, want 1", n+1)
+	}
+	t.Logf("6 dropped subscriptions in %v: 2 clears", time.Since(start))
 }
 
 // TestPurgerReconnects stops and restarts Redis under a subscribed
@@ -150,8 +226,12 @@ func TestPurgerStartWhileRedisDown(t *testing.T) {
 	srv.Restart()
 	receive(t, r.reconnects, "OnReconnect once Redis is up")
 	waitSubscribers(t, rdb, 1)
-	if err := rdb.Publish(context.Background(), testChannel, `{"id":"i","variant":"v"}`).Err(); err != nil {
-		t.Fatalf("PUBLISH: %v", err)
+	deadline := time.Now().Add(10 * time.Second)
+	for r.Publish(context.Background(), "i", "v") != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("Publish still failing 10s after the restart")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if got := receive(t, r.purges, "purge"); got != (purge{"i", "v"}) {
 		t.Fatalf("got %+v, want i/v", got)

@@ -20,7 +20,7 @@ func TestStoredDataHoldsNoSecrets(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := inspector(t, srv)
 	c := openClient(t, srv.URL, Options{})
-	tier := NewByteTier(c, 0)
+	tier := NewByteTier(c, 0, testMACKey)
 	lim := NewLimiter(c, "api", limit.Rate{Events: 2, Per: time.Minute}, &countingLimiter{})
 	type ctxKey struct{}
 	ctx := context.WithValue(context.Background(), ctxKey{}, "user=alice token=tok_SECRET")

@@ -35,7 +35,7 @@ func listenForPurges(t *testing.T, o Options) purgeListener {
 	t.Helper()
 	c := openClientWith(t, o)
 	purges := make(chan purge, 100)
-	p := NewPurger(c, c.Channel(purgeChannelName), func(id, variant string) {
+	p := NewPurger(c, c.Channel(purgeChannelName), testMACKey, func(id, variant string) {
 		purges <- purge{id, variant}
 	})
 	p.Start(context.Background())
@@ -95,7 +95,7 @@ func exercise(t *testing.T, o Options) []string {
 		t.Fatalf(format+"; first redis errors: %v", append(args, log.firstErrors(3))...)
 	}
 
-	tier := NewByteTier(c, 0)
+	tier := NewByteTier(c, 0, testMACKey)
 	const images = 30
 	var keys []imageproxy.Key
 	for i := range images {
@@ -205,7 +205,7 @@ func TestClusterEndpointWithoutClusterGetsMOVED(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
 	log := newOpLog()
 	c := openClientWith(t, log.options(Options{URLs: []string{cl.Nodes[0].URL}, FailureThreshold: 1000}))
-	tier := NewByteTier(c, 0)
+	tier := NewByteTier(c, 0, testMACKey)
 	for i := range 20 {
 		tier.Get(context.Background(), imageproxy.Key{AccountHash: "a", ID: fmt.Sprint(i)})
 	}
@@ -284,14 +284,14 @@ func TestACLUser(t *testing.T) {
 	o := log.options(Options{URLs: []string{url}, KeyPrefix: "other:", FailureThreshold: 1000})
 	c := openClientWith(t, o)
 	ctx := context.Background()
-	tier := NewByteTier(c, 0)
+	tier := NewByteTier(c, 0, testMACKey)
 	k := imageproxy.Key{AccountHash: "a", ID: "i"}
 	tier.Set(ctx, k, testObject(100), time.Minute)
 	tier.Wait()
 	tier.Get(ctx, k)
 	fallback := &countingLimiter{}
 	NewLimiter(c, "api", limit.Rate{Events: 1, Per: time.Minute}, fallback).Allow(ctx, "alice")
-	pubErr := NewPurger(c, c.Channel(purgeChannelName), func(string, string) {}).Publish(ctx, "i", "")
+	pubErr := NewPurger(c, c.Channel(purgeChannelName), testMACKey, func(string, string) {}).Publish(ctx, "i", "")
 	for _, op := range []string{OpSet, OpGet, OpLimit} {
 		if n := log.count(op, nil); n != 0 || log.calls(op) != 1 {
 			t.Errorf("%s outside the prefix: %d of %d calls succeeded, want Redis to refuse", op, n, log.calls(op))
@@ -329,7 +329,7 @@ func TestTLSWithoutTheCAFails(t *testing.T) {
 	// A long timeout, so that the handshake's own error, not the deadline,
 	// ends the call on a busy machine.
 	c := openClientWith(t, log.options(Options{URLs: []string{srv.URL}, Timeout: 2 * time.Second}))
-	if _, ok := NewByteTier(c, 0).Get(context.Background(), imageproxy.Key{ID: "i"}); ok {
+	if _, ok := NewByteTier(c, 0, testMACKey).Get(context.Background(), imageproxy.Key{ID: "i"}); ok {
 		t.Fatal("hit without trusting the server")
 	}
 	log.mu.Lock()
@@ -359,7 +359,7 @@ func TestSentinelFailover(t *testing.T) {
 	exercise(t, o)
 
 	c := openClientWith(t, log.options(o))
-	tier := NewByteTier(c, 0)
+	tier := NewByteTier(c, 0, testMACKey)
 	lim := NewLimiter(c, "api", limit.Rate{Events: 1_000_000, Per: time.Minute}, &countingLimiter{})
 	listener := listenForPurges(t, o)
 	awaitPurge(t, listener.Purger, "before", listener)

@@ -265,13 +265,22 @@ func (p *Proxy) deleteAll(ctx context.Context, k Key) {
 
 // takeLease takes k's fill lease, or waits for the process holding it,
 // at most Timeout (the lease's own time), and returns the object if that
-// process stored it. If not, it tries once more for the lease, and
+// process stored it (or one did just before the lease was taken). If not, it tries once more for the lease, and
 // returns without one if it is held again: then this fetch may duplicate
 // another, a cost bounded by one lease time per dead or failing holder.
 func (p *Proxy) takeLease(ctx context.Context, k Key) (Lease, *Object) {
 	lease, wait := p.leases.Acquire(ctx, k, p.timeout)
-	if lease != nil || wait == nil {
+	if lease != nil {
+		// The last holder may have filled the shared tier between this
+		// miss's lookup and the lease: look once more before fetching.
+		if obj, _, fresh := p.lookup(ctx, k); fresh {
+			lease.Done(ctx, false)
+			return nil, obj
+		}
 		return lease, nil
+	}
+	if wait == nil {
+		return nil, nil
 	}
 	t := time.NewTimer(p.timeout)
 	select {
