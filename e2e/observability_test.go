@@ -395,22 +395,31 @@ func sumBy(pr promResponse, label string) (map[string]float64, error) {
 }
 
 // startPrometheus runs a real Prometheus on loopback that scrapes target
-// every second, and returns its base URL once it is ready.
-func startPrometheus(t *testing.T, target string) string {
+// every second and evaluates ruleFiles (absolute paths) every second, and
+// returns its base URL once it is ready.
+func startPrometheus(t *testing.T, target string, ruleFiles ...string) string {
 	t.Helper()
 	bin := requireTool(t, "prometheus")
 	dir := t.TempDir() // before the cleanup below, so removed after Prometheus exits
 	cfg := filepath.Join(dir, "prometheus.yml")
+	rules := ""
+	for _, f := range ruleFiles {
+		rules += fmt.Sprintf("  - %q\n", f)
+	}
+	if rules != "" {
+		rules = "rule_files:\n" + rules
+	}
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`global:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
+%s
 scrape_configs:
   - job_name: imagegate
     metrics_path: /metrics
     static_configs:
       - targets: ['%s']
-`, target)), 0o600); err != nil {
+`, rules, target)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
