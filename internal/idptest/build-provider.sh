@@ -25,11 +25,13 @@ if [ -x "$bin" ]; then
 fi
 command -v gcc >/dev/null 2>&1 || { echo "build-provider.sh: gcc is needed (cgo, for SQLite): apt-get install gcc" >&2; exit 1; }
 
-src=$(go mod download -json "github.com/ory/hydra/v2@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-[ -n "$src" ] && [ -d "$src" ] || { echo "build-provider.sh: go mod download gave no directory for hydra $version" >&2; exit 1; }
-
 work=$(mktemp -d)
-trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
+partial="$bin.partial.$$"
+trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work" "$partial"' EXIT
+trap 'exit 1' INT TERM
+# Downloaded from an empty directory, so no go.mod around it is touched.
+src=$(cd "$work" && GOWORK=off go mod download -json "github.com/ory/hydra/v2@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+[ -n "$src" ] && [ -d "$src" ] || { echo "build-provider.sh: go mod download gave no directory for hydra $version" >&2; exit 1; }
 cp -r "$src"/. "$work"
 chmod -R u+w "$work"
 cd "$work"
@@ -40,6 +42,6 @@ grep -q '^replace github.com/ory/hydra-client-go/v2 => github.com/ory/hydra-clie
 mkdir -p "$dir"
 # Built under a temporary name and renamed, so a build cut short never
 # leaves a binary that looks finished.
-CGO_ENABLED=1 GOWORK=off go build -mod=mod -trimpath -tags sqlite,sqlite_omit_load_extension -o "$bin.tmp.$$" .
-mv "$bin.tmp.$$" "$bin"
+CGO_ENABLED=1 GOWORK=off go build -mod=mod -trimpath -tags sqlite,sqlite_omit_load_extension -o "$partial" .
+mv "$partial" "$bin"
 echo "$bin"

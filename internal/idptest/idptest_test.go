@@ -50,6 +50,7 @@ func TestClientCredentialsJWT(t *testing.T) {
 	tok := p.Token(t, c, audience, "images:read")
 
 	claims := verifyJWT(t, p, tok, jwt.WithAudience(audience))
+	t.Logf("Hydra's JWT access token: header %s, claims %v", jwtHeader(t, tok), keys(claims))
 	if claims["sub"] != c.ID || claims["client_id"] != c.ID {
 		t.Errorf("sub %v client_id %v, want the client %s", claims["sub"], claims["client_id"], c.ID)
 	}
@@ -137,6 +138,7 @@ func TestBackchannelLogout(t *testing.T) {
 		t.Errorf("ID token sub %v sid %v, want alice %s", id["sub"], id["sid"], s.SID)
 	}
 	at := verifyJWT(t, p, s.AccessToken, jwt.WithAudience(audience))
+	t.Logf("a user's JWT access token: claims %v, aud %v", keys(at), at["aud"])
 	if at["sub"] != "alice" || at["sid"] != s.SID {
 		t.Errorf("access token sub %v sid %v, want alice %s", at["sub"], at["sid"], s.SID)
 	}
