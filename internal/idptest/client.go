@@ -116,18 +116,31 @@ func (p *Provider) Revoke(t testing.TB, c Client, token string) {
 	p.postForm(t, p.RevocationURL(), &c, url.Values{"token": {token}}, nil)
 }
 
-// Introspection is the provider's RFC 7662 answer about a token.
+// Introspection is the provider's RFC 7662 answer about a token. An
+// inactive token has only Active, false.
 type Introspection struct {
-	Active    bool           `json:"active"`
-	Scope     string         `json:"scope"`
-	ClientID  string         `json:"client_id"`
-	Subject   string         `json:"sub"`
-	Audience  []string       `json:"aud"`
-	Issuer    string         `json:"iss"`
-	ExpiresAt int64          `json:"exp"`
-	IssuedAt  int64          `json:"iat"`
-	TokenUse  string         `json:"token_use"`
-	Ext       map[string]any `json:"ext"`
+	// Active says whether the token is valid now (not expired, not
+	// revoked).
+	Active bool `json:"active"`
+	// Scope is the granted scopes, space-separated.
+	Scope string `json:"scope"`
+	// ClientID is the client the token was issued to.
+	ClientID string `json:"client_id"`
+	// Subject is the user, or the client for client_credentials.
+	Subject string `json:"sub"`
+	// Audience is the token's audience.
+	Audience []string `json:"aud"`
+	// Issuer is the provider's issuer.
+	Issuer string `json:"iss"`
+	// ExpiresAt is the token's exp, in Unix seconds.
+	ExpiresAt int64 `json:"exp"`
+	// IssuedAt is the token's iat, in Unix seconds.
+	IssuedAt int64 `json:"iat"`
+	// TokenUse is Hydra's token kind: access_token or refresh_token.
+	TokenUse string `json:"token_use"`
+	// Ext is the session data the consent put into the access token;
+	// for a Session's token it holds "sid".
+	Ext map[string]any `json:"ext"`
 }
 
 // Expiry returns ExpiresAt as a time.
