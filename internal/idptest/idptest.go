@@ -14,4 +14,18 @@
 // served by anyone: Login plays the browser with a cookie jar, stops at
 // each redirect to them, and accepts the challenge through Hydra's admin
 // API, as a login application that accepts every user would.
+//
+// What Hydra v2.3.0 issues, as the tests here check or log it:
+//   - JWT access tokens: RS256, typ JWT, a kid in the JWKS; claims iss,
+//     sub, aud (a list), client_id, exp, iat, nbf, jti, scp (the scopes as
+//     a list, not a space-separated "scope"), ext; a Session's token also
+//     has sid.
+//   - Logout tokens: RS256 with the ID-token key, typ JWT (not
+//     logout+jwt); claims iss, aud (the relying party's client_id, as a
+//     list), iat, jti, events and sid, with no exp and no sub, although
+//     OpenID Connect Back-Channel Logout 1.0 §2.4 requires exp. They are
+//     POSTed asynchronously, retried twice on a connection error or a 5xx;
+//     any other answer but 200 or 204 is only logged.
+//   - Introspection (on the admin API, which authenticates no caller)
+//     answers active:false, and nothing else, once a token is revoked.
 package idptest

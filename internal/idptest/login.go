@@ -123,8 +123,8 @@ func (p *Provider) Login(t testing.TB, c Client, subject string) *Session {
 // API, and the browser follows the provider's redirect. Hydra then POSTs a
 // logout token for s.SID, signed with its ID-token key, to the
 // backchannel_logout_uri of every client that took part in the session.
-// It sends it asynchronously, after Logout returns, and retries twice on
-// a transport error.
+// It sends it asynchronously, maybe after Logout returns, and retries
+// twice on a connection error or a 5xx.
 func (p *Provider) Logout(t testing.TB, s *Session) {
 	t.Helper()
 	q := url.Values{
