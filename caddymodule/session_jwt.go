@@ -1,10 +1,15 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
+	"strings"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -20,8 +25,11 @@ func init() {
 
 // JWTSession identifies callers by a signed JSON Web Token read from a
 // cookie or a header. Exactly one of secret, secret_file, public_key_file
-// and jwks_url names the key. Verified tokens are cached until their `exp`,
-// so a repeat request skips the signature check.
+// and jwks_url names the key, or `issuer` alone names an OpenID provider
+// whose keys are discovered. Verified tokens are cached until their `exp`,
+// so a repeat request skips the signature check; revocations (admin,
+// back-channel logout) are checked on every request, cached tokens
+// included.
 type JWTSession struct {
 	// Sources lists where the token is read; the first source present in
 	// the request is used. Default: the Authorization header, as
@@ -47,7 +55,14 @@ type JWTSession struct {
 	// fails. Placeholders are resolved.
 	JWKSURL string `json:"jwks_url,omitempty"`
 
-	// Issuer, if set, must equal the token's `iss`.
+	// Issuer, if set, must equal the token's `iss`. Set alone, without
+	// secret, public_key_file or jwks_url, it names an OpenID provider:
+	// the keys are those of the `jwks_uri` in
+	// `<issuer>/.well-known/openid-configuration`, whose `issuer` must
+	// equal this value exactly, refreshed like jwks_url. A provider that
+	// is down at start does not stop Caddy: requests answer 503 with
+	// Retry-After until discovery succeeds, retried with backoff (1s
+	// doubling to 1m), and the outage is logged once.
 	Issuer string `json:"issuer,omitempty"`
 
 	// Audience, if set, must be among the token's `aud`. Set it with a
@@ -69,7 +84,22 @@ type JWTSession struct {
 	// Default: 10000.
 	CacheSize int `json:"cache_size,omitempty"`
 
+	// BackchannelLogout is a path of the site (e.g.
+	// `/auth/backchannel-logout`) that accepts OpenID Connect
+	// Back-Channel Logout 1.0 requests: a POSTed `logout_token` signed by
+	// the issuer's keys (jwks_url or discovery; issuer is required) logs
+	// out its `sid`, or every session of its `sub` issued until now.
+	// Register `<site><path>` as the client's backchannel_logout_uri at
+	// the identity provider. Default: off.
+	BackchannelLogout string `json:"backchannel_logout,omitempty"`
+
+	// BackchannelAudience is the `aud` a logout token must carry: the
+	// client id the application is registered under at the identity
+	// provider. Default: Audience.
+	BackchannelAudience string `json:"backchannel_audience,omitempty"`
+
 	auth   *session.JWT
+	logout *session.BackchannelLogout
 	cancel context.CancelFunc // stops the JWKS refresher
 }
 
@@ -100,6 +130,7 @@ func (m *JWTSession) Provision(ctx caddy.Context) error {
 		Leeway:       time.Duration(m.Leeway),
 		SubjectClaim: m.SubjectClaim,
 		CacheSize:    m.CacheSize,
+		Revocations:  sessionRevocations(ctx),
 	}
 	for _, s := range m.Sources {
 		cfg.Sources = append(cfg.Sources, session.TokenSource{Cookie: s.Cookie, Header: s.Header})
@@ -117,14 +148,29 @@ func (m *JWTSession) Provision(ctx caddy.Context) error {
 		}
 		cfg.PublicKeyPEM = pem
 	}
-	if jwksURL != "" {
+	discover := m.Issuer != "" && len(cfg.Secret) == 0 && keyFile == "" && jwksURL == ""
+	if jwksURL != "" || discover {
 		// The key set refreshes in the background until this config is
 		// unloaded.
 		jctx, cancel := context.WithCancel(ctx)
 		m.cancel = cancel
-		jwks, err := session.NewJWKS(jctx, session.JWKSConfig{URL: jwksURL})
-		if err != nil {
-			return fmt.Errorf("jwks_url: %w", err)
+		var jwks *session.JWKS
+		var err error
+		if discover {
+			jwks, err = session.NewDiscoveredJWKS(jctx, m.Issuer, session.JWKSConfig{
+				OnStateChange: discoveryLogger(logger, "the issuer's keys (OpenID discovery)"),
+			})
+			if err != nil {
+				return fmt.Errorf("issuer: %w", err)
+			}
+		} else {
+			jwks, err = session.NewJWKS(jctx, session.JWKSConfig{
+				URL:           jwksURL,
+				OnStateChange: discoveryLogger(logger, "jwks_url"),
+			})
+			if err != nil {
+				return fmt.Errorf("jwks_url: %w", err)
+			}
 		}
 		cfg.JWKS = jwks
 	}
@@ -133,6 +179,11 @@ func (m *JWTSession) Provision(ctx caddy.Context) error {
 		return err
 	}
 	m.auth = auth
+	if m.BackchannelLogout != "" {
+		if m.logout, err = newBackchannelLogout(logger, m.BackchannelLogout, m.Issuer, cmp.Or(m.BackchannelAudience, m.Audience), cfg.JWKS, cfg.Revocations); err != nil {
+			return err
+		}
+	}
 	warnLiteralSecret(logger, "secret", m.Secret)
 	if m.Audience == "" && (keyFile != "" || jwksURL != "") {
 		logger.Warn("session jwt without audience: any token this key signed for another application is accepted; set audience")
@@ -150,6 +201,14 @@ func (m *JWTSession) Cleanup() error {
 
 // Authenticator implements SessionMethod.
 func (m *JWTSession) Authenticator() session.Authenticator { return m.auth }
+
+// LogoutRoute implements LogoutReceiver.
+func (m *JWTSession) LogoutRoute() (string, http.Handler) {
+	if m.logout == nil {
+		return "", nil
+	}
+	return m.BackchannelLogout, m.logout
+}
 
 // BearsClaims implements ClaimBearer: `authorize claim` reads JWT claims.
 func (m *JWTSession) BearsClaims() bool { return true }
@@ -172,7 +231,11 @@ func (m *JWTSession) CachesDecisions() bool { return true }
 //	    leeway          <duration>
 //	    subject_claim   <claim>
 //	    cache_size      <entries>
+//	    backchannel_logout   <path>
+//	    backchannel_audience <client id>
 //	}
+//
+// With `issuer` and no key, the keys are discovered from the issuer.
 func (m *JWTSession) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the method name
 	if d.NextArg() {
@@ -201,6 +264,10 @@ func (m *JWTSession) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			m.SubjectClaim, err = caddyargs.One(d)
 		case "cache_size":
 			m.CacheSize, err = caddyargs.Int(d, 1, "entries")
+		case "backchannel_logout":
+			m.BackchannelLogout, err = caddyargs.One(d)
+		case "backchannel_audience":
+			m.BackchannelAudience, err = caddyargs.One(d)
 		default:
 			err = d.Errf("unrecognized subdirective %q", field)
 		}
@@ -209,6 +276,29 @@ func (m *JWTSession) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// newBackchannelLogout builds the receiver of a session's
+// `backchannel_logout` path, validating logout tokens against the issuer's
+// keys.
+func newBackchannelLogout(logger *zap.Logger, path, issuer, audience string, jwks *session.JWKS, revs *session.Revocations) (*session.BackchannelLogout, error) {
+	switch {
+	case !strings.HasPrefix(path, "/"):
+		return nil, fmt.Errorf("backchannel_logout: a path of the site, starting with /")
+	case jwks == nil:
+		return nil, fmt.Errorf("backchannel_logout: logout tokens are signed by the issuer's keys; set jwks_url or issuer alone (discovery)")
+	case issuer == "":
+		return nil, fmt.Errorf("backchannel_logout: needs issuer, which a logout token's iss must equal")
+	case audience == "":
+		return nil, fmt.Errorf("backchannel_logout: needs the client id a logout token's aud must hold (backchannel_audience or audience)")
+	}
+	return session.NewBackchannelLogout(session.BackchannelLogoutConfig{
+		Issuer:      issuer,
+		Audience:    audience,
+		JWKS:        jwks,
+		Revocations: revs,
+		OnResult:    logoutResultLogger(logger),
+	})
 }
 
 // appendSource reads `cookie <name>` or `header <name>`.
@@ -245,6 +335,7 @@ func leewayArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
 var (
 	_ SessionMethod         = (*JWTSession)(nil)
 	_ ClaimBearer           = (*JWTSession)(nil)
+	_ LogoutReceiver        = (*JWTSession)(nil)
 	_ caddy.Provisioner     = (*JWTSession)(nil)
 	_ caddy.CleanerUpper    = (*JWTSession)(nil)
 	_ caddyfile.Unmarshaler = (*JWTSession)(nil)
