@@ -6,6 +6,7 @@ package provision
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -70,12 +71,39 @@ func (r *Resolver) Secret(field, inline, file string) []byte {
 	case inline != "":
 		out, err := r.repl.ReplaceOrErr(inline, true, true)
 		if err != nil || out == "" {
-			r.fail(field, fmt.Errorf("%s: a placeholder in it is unknown or empty (the value is not shown); use {env.NAME} with NAME set, or %s_file", field, field))
+			r.fail(field, fmt.Errorf("%s: %s", field, unresolvedHint(inline)))
 			return nil
 		}
 		return []byte(out)
 	}
 	return nil
+}
+
+// unresolvedHint says why a secret did not resolve without quoting it:
+// the {env.NAME} placeholders in it whose variable is empty or unset, by
+// name, or, for anything else (a literal secret may contain braces), only
+// that a placeholder failed. It names no setting, since not every secret
+// has a _file form.
+func unresolvedHint(inline string) string {
+	var empty []string
+	for rest := inline; ; {
+		i := strings.Index(rest, "{env.")
+		if i < 0 {
+			break
+		}
+		end := strings.IndexByte(rest[i:], '}')
+		if end < 0 {
+			break
+		}
+		if ph := rest[i : i+end+1]; os.Getenv(ph[len("{env."):len(ph)-1]) == "" {
+			empty = append(empty, ph+" is empty")
+		}
+		rest = rest[i+end+1:]
+	}
+	if len(empty) == 0 {
+		return "a placeholder in it is unknown or empty (the value is not shown)"
+	}
+	return strings.Join(empty, ", ")
 }
 
 // Err returns every failure so far, joined, or nil.
