@@ -273,7 +273,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.cfg = cfg
 	h.prefix = cfg.Prefix
 	h.variants = newVariantStates(cfg)
-	if cfg.Mode == config.ModeProxy && redisErr == nil {
+	// Built even when Redis failed, so that one start reports the proxy
+	// block's mistakes too; such a handler never serves, and Cleanup
+	// releases what was built.
+	if cfg.Mode == config.ModeProxy {
 		errs = append(errs, h.provisionProxy())
 	}
 	if err := errors.Join(errs...); err != nil {
