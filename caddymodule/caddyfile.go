@@ -41,13 +41,17 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    public_variants  <name...>
 //	    window           <duration>
 //	    min_remaining    <duration>
-//	    cache_size       <entries>
+//	    cache_size       <bytes>|<entries>
 //	    mode             redirect
 //	    mode             proxy {
 //	        cache_size  <bytes>      # 512MiB; 0 turns the byte cache off
 //	        max_object  <bytes>      # 10MiB
 //	        cache_ttl   <duration>   # 24h
 //	        timeout     <duration>   # 15s
+//	        stale_if_error <duration>|off  # 24h
+//	        negative_ttl   <duration>|off  # 30s
+//	        fetch_limit    <events> <window>|off  # 300 1m
+//	        browser_max_age <duration>    # 0: revalidate every view
 //	    }
 //	    session          <method> [<args...>] [{ … }]
 //	    authorize        <policy> [<args...>]
@@ -55,14 +59,20 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    api_token        <token>
 //	    api_token_file   <path>
 //	    api_url          <url>
-//	    metadata_ttl     <duration>
-//	    metadata_stale   <duration>
-//	    lookup_limit     <events> [<window>]
-//	    upload_path      <path>
-//	    upload_owner_field <meta_field>
-//	    upload_limit     <events> [<window>]
+//	    upload           <path> {
+//	        owner_field  <meta_field>       # owner
+//	        limit        <events> <window>|off  # 20 1h
+//	    }
 //	    redis            <url...>
-//	    redis_timeout    <duration>
+//	    redis            { url <url>; cluster; sentinel <primary>; … }
+//
+// The account settings (account_hash, signing_key, delivery_url,
+// account_id, api_token, api_url) and redis default to the global
+// cf_images block's. The flat forms of configs written before the blocks
+// still work: metadata_ttl, metadata_stale and lookup_limit (now in
+// `authorize owner { … }`), upload_path, upload_owner_field and
+// upload_limit (now `upload`), redis_timeout.
+//
 //	}
 //
 // `session` and `authorize` hand their line (and block) to the guest module
@@ -201,6 +211,17 @@ func modeArgs(d *caddyfile.Dispenser) (string, *ProxyConfig, error) {
 			pc.CacheTTL, err = caddyargs.Duration(d)
 		case "timeout":
 			pc.Timeout, err = caddyargs.Duration(d)
+		case "stale_if_error":
+			pc.StaleIfError, err = durationOrOff(d)
+		case "negative_ttl":
+			pc.NegativeTTL, err = durationOrOff(d)
+		case "fetch_limit":
+			pc.FetchLimit, err = rateLimitArgs(d)
+		case "browser_max_age":
+			var age caddy.Duration
+			if age, err = durationOrZero(d); err == nil {
+				pc.BrowserMaxAge = &age
+			}
 		default:
 			err = d.Errf("mode proxy: unrecognized subdirective %q", field)
 		}
@@ -262,6 +283,20 @@ func durationOrOff(d *caddyfile.Dispenser) (caddy.Duration, error) {
 	dur, err := caddy.ParseDuration(v)
 	if err != nil || dur <= 0 {
 		return 0, d.Errf("%s: want a duration such as 1h, or off", field)
+	}
+	return caddy.Duration(dur), nil
+}
+
+// durationOrZero reads a duration that may be 0.
+func durationOrZero(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	field := d.Val()
+	v, err := caddyargs.One(d)
+	if err != nil {
+		return 0, err
+	}
+	dur, err := caddy.ParseDuration(v)
+	if err != nil || dur < 0 {
+		return 0, d.Errf("%s: want a duration such as 0, 30s or 1h", field)
 	}
 	return caddy.Duration(dur), nil
 }

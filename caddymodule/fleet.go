@@ -29,12 +29,14 @@ import (
 type fleetConn struct {
 	client *fleet.Client
 	purger *fleet.Purger
+	leases *fleet.Leases // proxy mode's fill leases: one fetch per object fleet-wide
 
 	handlers *handlerSet
 }
 
 func (f *fleetConn) Destruct() error {
 	f.purger.Close()
+	f.leases.Close()
 	return f.client.Close()
 }
 
@@ -44,11 +46,16 @@ func (f *fleetConn) proxies() []*Handler {
 }
 
 // purgeMemory is how a purge published by any replica reaches this one:
-// the memory tiers of the handlers on this Redis drop the image (the
-// publisher already deleted it from Redis).
+// the proxies of the handlers on this Redis forget the image (their memory
+// tiers, their fetches in flight, their remembered 404s); the publisher
+// already deleted it from Redis.
 func (f *fleetConn) purgeMemory(id, variant string) {
-	for _, h := range f.proxies() {
-		h.mem.Delete(context.Background(), h.purgeKeys(id, variant)...)
+	for _, h := range f.handlers.list(func(h *Handler) bool { return h.proxy != nil }) {
+		keys := h.purgeKeys(id, variant)
+		h.proxy.Invalidate(keys...)
+		if h.mem != nil {
+			h.mem.Delete(context.Background(), keys...)
+		}
 	}
 }
 
@@ -167,12 +174,16 @@ func openFleet(o fleet.Options, purgeKey []byte) (*fleetConn, error) {
 	}
 	fleetMetrics.up.Set(1)
 	f := &fleetConn{client: c, handlers: newHandlerSet()}
-	f.purger = fleet.NewPurger(c, c.Channel("v1:purge"), purgeKey, f.purgeMemory)
+	f.purger = fleet.NewPurger(c, c.Channel(fleet.PurgeChannelName), purgeKey, f.purgeMemory)
+	f.purger.OnRejected = countRedisRejected
 	// A replica cut off from Redis may have missed purges: it forgets the
 	// memory tiers on this Redis when it is back, so stale bytes outlive no
 	// outage.
 	f.purger.OnReconnect = f.clearMemoryTiers
 	f.purger.Start(context.Background())
+	f.leases = fleet.NewLeases(c, c.Channel(fleet.FilledChannelName), fleetSecret(purgeKey, "fill notice mac v1"))
+	f.leases.OnRejected = countRedisRejected
+	f.leases.Start(context.Background())
 	return f, nil
 }
 

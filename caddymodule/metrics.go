@@ -2,10 +2,10 @@ package caddymodule
 
 import (
 	"errors"
-	"sync/atomic"
 	"net/http"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +25,7 @@ const (
 	outcomeJSON
 	outcomeNotModified
 	outcomeProxied
+	outcomeStale
 	outcomeUnauthenticated
 	outcomeForbidden
 	outcomeLimited
@@ -45,6 +46,7 @@ var outcomeInfo = [numOutcomes]struct {
 	outcomeJSON:        {"json", http.StatusOK},
 	outcomeNotModified: {"not_modified", http.StatusNotModified},
 	outcomeProxied:     {"proxied", http.StatusOK},
+	outcomeStale:       {"stale", http.StatusOK},
 	// A session verdict's status is the session package's decision.
 	outcomeUnauthenticated:  {"unauthenticated", session.Unauthenticated.Status()},
 	outcomeForbidden:        {"forbidden", session.Forbidden.Status()},

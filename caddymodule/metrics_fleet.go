@@ -14,7 +14,12 @@ var fleetMetrics = struct {
 	ops      *prometheus.CounterVec
 	opErrors *prometheus.CounterVec
 	opTime   *prometheus.HistogramVec
+	rejected *prometheus.CounterVec
 }{
+	rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "imagegate_redis_rejected_total",
+		Help: "Values and messages read from Redis and rejected, never served: by reason (mac, size, type, purge, filled). Any rate means someone else writes to the gateway's keys.",
+	}, []string{"reason"}),
 	up: prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "imagegate_redis_up",
 		Help: "1 while the gateway uses Redis, 0 while its circuit breaker has it serving from memory, upstream and per-replica limits.",
@@ -35,12 +40,17 @@ var fleetMetrics = struct {
 }
 
 func init() {
+	for _, reason := range []string{fleet.RejectMAC, fleet.RejectSize, fleet.RejectType, fleet.RejectPurge, fleet.RejectFilled} {
+		fleetMetrics.rejected.WithLabelValues(reason)
+	}
 	for _, op := range []string{fleet.OpGet, fleet.OpSet, fleet.OpDel, fleet.OpLimit, fleet.OpPublish} {
 		fleetMetrics.ops.WithLabelValues(op)
 		fleetMetrics.opErrors.WithLabelValues(op)
 		fleetMetrics.opTime.WithLabelValues(op)
 	}
 }
+
+func countRedisRejected(reason string) { fleetMetrics.rejected.WithLabelValues(reason).Inc() }
 
 func observeRedisOp(op string, d time.Duration, err error) {
 	fleetMetrics.ops.WithLabelValues(op).Inc()
@@ -51,5 +61,5 @@ func observeRedisOp(op string, d time.Duration, err error) {
 }
 
 func fleetCollectors() []prometheus.Collector {
-	return []prometheus.Collector{fleetMetrics.up, fleetMetrics.ops, fleetMetrics.opErrors, fleetMetrics.opTime}
+	return []prometheus.Collector{fleetMetrics.up, fleetMetrics.ops, fleetMetrics.opErrors, fleetMetrics.opTime, fleetMetrics.rejected}
 }

@@ -67,21 +67,17 @@ func residentBytes() float64 {
 	return float64(n)
 }
 
-// proxyObserver turns the proxy's events into metrics.
-type proxyObserver struct {
-	variants map[string]*variantState
-}
-
-func (proxyObserver) CacheHit(tier string) { proxyMetrics.hits.WithLabelValues(tier).Inc() }
-func (proxyObserver) CacheMiss()           { proxyMetrics.misses.Inc() }
-func (proxyObserver) Sent(n int64)         { proxyMetrics.sent.Add(float64(n)) }
+func (*proxyObserver) CacheHit(tier string) { proxyMetrics.hits.WithLabelValues(tier).Inc() }
+func (*proxyObserver) CacheMiss()           { proxyMetrics.misses.Inc() }
+func (*proxyObserver) Sent(n int64)         { proxyMetrics.sent.Add(float64(n)) }
 
 // Fetched counts a fetch; a 200 is what Cloudflare bills, so it is the
 // proxy-mode billable delivery. Cache hits and refusals never are.
-func (o proxyObserver) Fetched(k imageproxy.Key, status int, d time.Duration) {
+func (o *proxyObserver) Fetched(k imageproxy.Key, status int, d time.Duration) {
 	proxyMetrics.fetchClass[min(status/100, 5)].Inc()
 	proxyMetrics.fetchTime.Observe(d.Seconds())
 	if status == 200 {
+		o.outageOver()
 		if vs, ok := o.variants[k.Variant]; ok {
 			vs.billable.Inc()
 		}

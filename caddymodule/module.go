@@ -182,28 +182,31 @@ type Handler struct {
 	// Default: 100ms.
 	RedisTimeout caddy.Duration `json:"redis_timeout,omitempty"`
 
-	app      *App // the config's cf_images app
-	apiKey   string
-	cfg      config.Gateway
+	app        *App // the config's cf_images app
+	apiKey     string
+	cfg        config.Gateway
 	method     SessionMethod
 	authorizer Authorizer
-	gate     *session.Gate
-	checks   *checkMetrics
-	api      *cfapi.Client
-	uploads  *uploader
-	signer   *signer.Signer
-	proxy    *imageproxy.Proxy
-	mem      *imageproxy.Memory // proxy mode's memory tier, or nil
-	memKey   string             // the memory tier's key in memoryTiers, to release
-	fleet    *fleetConn         // the shared Redis, or nil
-	fleetKey string             // its key in fleets, to release
-	limitKey []byte             // keys subjects' hashes in Redis
-	variants map[string]*variantState
-	prefix   string // Prefix, without a trailing slash
-	keyID    string
-	keyInUse bool // counted in keysInUse, to release in Cleanup
-	now      func() time.Time
-	logger   *zap.Logger
+	gate       *session.Gate
+	checks     *checkMetrics
+	api        *cfapi.Client
+	uploads    *uploader
+	signer     *signer.Signer
+	proxy      *imageproxy.Proxy
+	mem        *imageproxy.Memory // proxy mode's memory tier, or nil
+	memKey     string             // the memory tier's key in memoryTiers, to release
+	fleet      *fleetConn         // the shared Redis, or nil
+	fleetKey   string             // its key in fleets, to release
+	limitKey   []byte             // keys subjects' hashes in Redis
+	variants   map[string]*variantState
+	prefix     string // Prefix, without a trailing slash
+	keyID      string
+	keyInUse   bool // counted in keysInUse, to release in Cleanup
+	// browser caching in proxy mode (browser_max_age): off, or a cap
+	noBrowserCache bool
+	browserMaxAge  time.Duration
+	now            func() time.Time
+	logger         *zap.Logger
 }
 
 // RateLimit is a budget of Events per Window for each caller.

@@ -12,6 +12,7 @@ import (
 	"github.com/seed-a64a90cf/imagegate/fleet"
 	"github.com/seed-a64a90cf/imagegate/imageproxy"
 	"github.com/seed-a64a90cf/imagegate/imageref"
+	"github.com/seed-a64a90cf/imagegate/limit"
 	"github.com/seed-a64a90cf/imagegate/signer"
 )
 
@@ -34,8 +35,55 @@ type ProxyConfig struct {
 	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
 
 	// Timeout bounds one whole upstream fetch: connect, headers and body.
-	// Past it the answer is 504. Default: 15s.
+	// Past it the answer is 504. With Redis it is also the fill lease's
+	// time: how long another replica waits for this one's fetch. Default:
+	// 15s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// StaleIfError is how long past CacheTTL a stored object is still
+	// served when its refetch fails with a 5xx, a timeout or a connection
+	// error (RFC 5861), so that a Cloudflare outage does not reach users.
+	// Never after a 404 or 403: a deleted image stays deleted. Stale
+	// objects count against cache_size and are evicted first; Redis keeps
+	// objects for cache_ttl + stale_if_error. Default: 24h; `off` (JSON: a
+	// negative duration) turns it off.
+	StaleIfError caddy.Duration `json:"stale_if_error,omitempty"`
+
+	// NegativeTTL is how long an upstream 404 is remembered per (id,
+	// variant), answered 404 without asking Cloudflare again; the purge
+	// route forgets it. Default: 30s; `off` (JSON: negative) turns it off.
+	NegativeTTL caddy.Duration `json:"negative_ttl,omitempty"`
+
+	// FetchLimit bounds, per caller, the upstream fetches the caller's
+	// requests start (hits, and requests that join a fetch in flight, are
+	// free). Over it the answer is 429 with Retry-After. Default: 300 per
+	// minute; `off` or `0` (JSON: `{}`) turns it off.
+	FetchLimit *RateLimit `json:"fetch_limit,omitempty"`
+
+	// BrowserMaxAge is how long a browser may reuse an answer without
+	// asking again. `0` answers `Cache-Control: private, no-cache`: every
+	// view revalidates (a 304 from the byte cache, no Cloudflare delivery),
+	// so a revoked session is refused on its next view. Default: until the
+	// stable URL's window ends, as in redirect mode.
+	BrowserMaxAge *caddy.Duration `json:"browser_max_age,omitempty"`
+}
+
+// Proxy-mode defaults.
+var (
+	defaultStaleIfError = 24 * time.Hour
+	defaultNegativeTTL  = 30 * time.Second
+	defaultFetchLimit   = limit.Rate{Events: 300, Per: time.Minute}
+)
+
+// orOff returns d, def when d is unset, or 0 when d is off (negative).
+func orOff(d caddy.Duration, def time.Duration) time.Duration {
+	switch {
+	case d < 0:
+		return 0
+	case d == 0:
+		return def
+	}
+	return time.Duration(d)
 }
 
 // defaultProxyCacheSize is the memory tier's default capacity.
@@ -85,25 +133,38 @@ func (h *Handler) provisionProxy() error {
 		h.memKey, h.mem = key, v.(pooledMemory).Memory
 		tiers = append(tiers, h.mem)
 	}
+	var leases imageproxy.FillLeases
 	if h.fleet != nil {
 		maxObject := pc.MaxObject
 		if maxObject == 0 {
 			maxObject = imageproxy.DefaultMaxObject
 		}
-		tiers = append(tiers, fleet.NewByteTier(h.fleet.client, maxObject, fleetSecret(h.cfg.SigningKey, "redis object mac v1")))
+		bt := fleet.NewByteTier(h.fleet.client, maxObject, fleetSecret(h.cfg.SigningKey, "redis object mac v1"))
+		bt.OnRejected = countRedisRejected
+		tiers = append(tiers, bt)
+		leases = h.fleet.leases
 	}
+	fetches := h.limiter("fetch", pc.FetchLimit.rate(defaultFetchLimit))
 	p, err := imageproxy.New(imageproxy.Config{
-		Tiers:     tiers,
-		MaxObject: pc.MaxObject,
-		TTL:       time.Duration(pc.CacheTTL),
-		Timeout:   time.Duration(pc.Timeout),
-		UserAgent: "imagegate/" + moduleVersion,
-		Observer:  proxyObserver{variants: h.variants},
+		Tiers:        tiers,
+		MaxObject:    pc.MaxObject,
+		TTL:          time.Duration(pc.CacheTTL),
+		StaleIfError: orOff(pc.StaleIfError, defaultStaleIfError),
+		NegativeTTL:  orOff(pc.NegativeTTL, defaultNegativeTTL),
+		Timeout:      time.Duration(pc.Timeout),
+		UserAgent:    "imagegate/" + moduleVersion,
+		Observer:     &proxyObserver{variants: h.variants, logger: h.logger},
+		Leases:       leases,
+		Admit:        admitFetch(fetches),
 	})
 	if err != nil {
 		return fmt.Errorf("mode proxy: %w", err)
 	}
 	h.proxy = p
+	if pc.BrowserMaxAge != nil {
+		h.browserMaxAge = time.Duration(*pc.BrowserMaxAge)
+		h.noBrowserCache = h.browserMaxAge <= 0
+	}
 	return nil
 }
 
@@ -122,7 +183,7 @@ func (h *Handler) cleanupProxy() {
 // serveProxy answers an authorized request with the image bytes. The
 // caller's session was checked before this: cached bytes are never a
 // capability.
-func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request, vs *variantState, ref imageref.Ref, u *signer.URL) error {
+func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request, vs *variantState, ref imageref.Ref, u *signer.URL, subject string) error {
 	hdr := w.Header()
 	key := imageproxy.Key{
 		AccountHash: h.cfg.AccountHash,
@@ -130,7 +191,13 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request, vs *variant
 		Variant:     ref.Variant,
 		Format:      imageproxy.BucketOf(r.Header.Get("Accept")),
 	}
+	setFetchSubject(r, subject)
 	err := h.proxy.Serve(w, r, key, u.String)
+	if le, ok := errors.AsType[*fetchLimitError](err); ok {
+		delete(hdr, "Vary")
+		hdr["Retry-After"] = []string{retryAfter(le.retryAfter)}
+		return h.refuse(w, r, vs, outcomeLimited, le)
+	}
 	if ue, ok := errors.AsType[*imageproxy.UpstreamError](err); ok {
 		delete(hdr, "Vary")
 		out := outcomeUpstreamError
@@ -154,7 +221,11 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request, vs *variant
 		vs.count(outcomeUpstreamError)
 		panic(http.ErrAbortHandler)
 	}
-	setOutcome(r, outcomeProxied)
-	vs.count(outcomeProxied) // no URL was handed out: no validity to observe
+	out := outcomeProxied
+	if servedStale(r) {
+		out = outcomeStale
+	}
+	setOutcome(r, out)
+	vs.count(out) // no URL was handed out: no validity to observe
 	return nil
 }

@@ -24,6 +24,8 @@ var (
 	contentJSON = []string{"application/json"}
 	allowGET    = []string{"GET, HEAD"}
 	noStore     = []string{"no-store"}
+	// privateNoCache makes a browser revalidate every view (browser_max_age 0).
+	privateNoCache = []string{"private, no-cache"}
 )
 
 // Refusals that are not a session's verdict. Their texts are fixed: nothing
@@ -66,7 +68,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	now := h.now() // after the session check, which may have waited on the network
 	u, hit := h.stableURL(w, ref, vs, now)
 	if h.proxy != nil {
-		return h.serveProxy(w, r, vs, ref, u)
+		return h.serveProxy(w, r, vs, ref, u, d.Identity.Subject)
 	}
 	hdr := w.Header()
 
@@ -114,9 +116,16 @@ func (h *Handler) stableURL(w http.ResponseWriter, ref imageref.Ref, vs *variant
 	} else {
 		metrics.cacheMisses.Inc()
 	}
-	maxAge := max(int64(u.FreshUntil.Sub(now).Seconds()), 0)
 	hdr := w.Header()
-	hdr["Cache-Control"] = []string{"private, max-age=" + strconv.FormatInt(maxAge, 10)}
+	if h.noBrowserCache {
+		hdr["Cache-Control"] = privateNoCache
+	} else {
+		maxAge := max(int64(u.FreshUntil.Sub(now).Seconds()), 0)
+		if h.browserMaxAge > 0 {
+			maxAge = min(maxAge, int64(h.browserMaxAge.Seconds()))
+		}
+		hdr["Cache-Control"] = []string{"private, max-age=" + strconv.FormatInt(maxAge, 10)}
+	}
 	hdr["Vary"] = h.gate.Vary()
 	return u, hit
 }

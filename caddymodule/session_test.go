@@ -253,7 +253,7 @@ func TestSessionConfigErrors(t *testing.T) {
 		// key order, so the first foreign setting reported is per_image.
 		{`{"method":"jwt","secret":"` + jwtSecret + `","url":"http://127.0.0.1:1","per_image":true}`, ``, `unknown field "per_image"`},
 		{`{"method":"introspect","url":"http://127.0.0.1:1","sources":[{"cookie":"c"}],"issuer":"x"}`, ``, `unknown field "issuer"`},
-		{`{"method":"jwt","secret":"` + jwtSecret + `"}`, `{"policy":"introspect"}`, "authorize introspect: needs session introspect"},
+		{`{"method":"jwt","secret":"` + jwtSecret + `"}`, `{"policy":"introspect"}`, "authorize introspect: needs a session method that asks its backend per image"},
 	} {
 		h := &Handler{AccountHash: "acc", SigningKey: "k", Variants: []string{"public"}, SessionRaw: json.RawMessage(tc.s)}
 		if tc.a != "" {

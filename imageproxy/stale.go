@@ -12,7 +12,7 @@ type StaleObserver interface {
 	// the refetch failed with cause. It is called once per such answer;
 	// an outage that lasts makes many calls, so a log line should be
 	// written once per outage (e.g. until Fetched reports a 200 again).
-	ServedStale(k Key, cause *UpstreamError)
+	ServedStale(r *http.Request, k Key, cause *UpstreamError)
 }
 
 // servesStale reports whether a failed refetch may be answered with a
@@ -32,6 +32,6 @@ func servesStale(err error) (*UpstreamError, bool) {
 func (p *Proxy) serveStale(w http.ResponseWriter, r *http.Request, k Key, stale *Object, cause *UpstreamError) {
 	p.serveObject(w, r, stale)
 	if p.staleObs != nil {
-		p.staleObs.ServedStale(k, cause)
+		p.staleObs.ServedStale(r, k, cause)
 	}
 }

@@ -18,7 +18,7 @@ type staleObserver struct {
 	cause chan *UpstreamError
 }
 
-func (o *staleObserver) ServedStale(_ Key, cause *UpstreamError) {
+func (o *staleObserver) ServedStale(_ *http.Request, _ Key, cause *UpstreamError) {
 	o.stale.Add(1)
 	select {
 	case o.cause <- cause:
