@@ -38,6 +38,12 @@ type BackchannelLogoutConfig struct {
 	// MaxTokenSize is the longest logout token, in bytes, that is even
 	// parsed. Default 8 KiB.
 	MaxTokenSize int
+	// MaxAge bounds a logout token that has no exp: it is accepted only
+	// if issued (iat) at most MaxAge ago, and is then treated as expiring
+	// MaxAge after iat. §2.4 requires exp, but Ory Hydra v2.3.0 sends
+	// none; MaxAge gives such a token the short lifetime OWASP ASVS 10.5.5
+	// asks for. Default 2m; negative refuses tokens without exp.
+	MaxAge time.Duration
 	// OnResult, if set, is called after each request ServeHTTP handled
 	// with the entry recorded or the reason it was refused (an error that
 	// never quotes the token), for a log line. It must not block.
@@ -58,6 +64,8 @@ type BackchannelLogout struct {
 	jwks     *JWKS
 	revoked  *Revocations
 	maxSize  int
+	maxAge   time.Duration // 0: exp required
+	leeway   time.Duration
 	validate []jwt.ParseOption
 	onResult func(Revocation, error)
 	now      func() time.Time
@@ -91,6 +99,7 @@ func NewBackchannelLogout(cfg BackchannelLogoutConfig) (*BackchannelLogout, erro
 	if b.maxSize <= 0 {
 		b.maxSize = 8 << 10
 	}
+	b.maxAge = ttlOrDefault(cfg.MaxAge, 2*time.Minute)
 	if b.now == nil {
 		b.now = time.Now
 	}
@@ -100,6 +109,7 @@ func NewBackchannelLogout(cfg BackchannelLogoutConfig) (*BackchannelLogout, erro
 	} else if leeway < 0 {
 		leeway = 0
 	}
+	b.leeway = leeway
 	b.validate = []jwt.ParseOption{
 		jwt.WithValidate(true),
 		jwt.WithAcceptableSkew(leeway),
@@ -107,7 +117,6 @@ func NewBackchannelLogout(cfg BackchannelLogoutConfig) (*BackchannelLogout, erro
 		jwt.WithIssuer(cfg.Issuer),
 		jwt.WithAudience(cfg.Audience),
 		jwt.WithRequiredClaim(jwt.IssuedAtKey),
-		jwt.WithRequiredClaim(jwt.ExpirationKey),
 		jwt.WithRequiredClaim(jwt.JwtIDKey),
 	}
 	return b, nil
@@ -126,7 +135,8 @@ type LogoutToken struct {
 
 // Validate checks a logout token as OpenID Connect Back-Channel Logout
 // 1.0 §2.6 says: a signature by one of the issuer's keys (with the
-// algorithm the key allows), iss, aud, iat, exp and jti, the events claim
+// algorithm the key allows), iss, aud, iat, exp (or, without exp, an iat
+// within MaxAge) and jti, the events claim
 // holding the back-channel-logout member as a JSON object, no nonce, sub
 // or sid, a typ header of logout+jwt if there is one (plain JWT is
 // accepted from providers that predate explicit typing), and a jti not
@@ -176,7 +186,7 @@ func (b *BackchannelLogout) Validate(ctx context.Context, tok string) (LogoutTok
 	t, err := jwt.ParseString(tok, opts...)
 	if err != nil {
 		if errors.Is(err, jwt.MissingRequiredClaimError()) {
-			return bad("iat, exp or jti missing")
+			return bad("iat or jti missing")
 		}
 		return bad(reason(err, tok))
 	}
@@ -203,14 +213,21 @@ func (b *BackchannelLogout) Validate(ctx context.Context, tok string) (LogoutTok
 		return bad("neither sub nor sid")
 	}
 	lt.ID, _ = t.JwtID()
-	lt.Expires, _ = t.Expiration()
 	if lt.ID == "" {
 		return bad("empty jti")
 	}
-	// Replays are refused for as long as the token itself is valid, plus
-	// the leeway.
-	key := sha256.Sum256([]byte(b.issuer + "\x00" + lt.ID))
 	now := b.now()
+	var hasExp bool
+	if lt.Expires, hasExp = t.Expiration(); !hasExp {
+		iat, _ := t.IssuedAt() // required above
+		lt.Expires = iat.Add(b.maxAge)
+		if b.maxAge <= 0 || now.After(lt.Expires.Add(b.leeway)) {
+			return bad("no exp, and not issued recently enough to do without")
+		}
+	}
+	// Replays are refused for as long as the token itself is valid, plus
+	// a margin over the leeway.
+	key := sha256.Sum256([]byte(b.issuer + "\x00" + lt.ID))
 	if _, ok := b.seen.get(key, now); ok {
 		return bad("jti already used")
 	}

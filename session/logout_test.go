@@ -105,6 +105,7 @@ func TestBackchannelLogoutAccepts(t *testing.T) {
 		{"sid only", "logout+jwt", logoutClaims("sub", nil), Revocation{Kind: RevokeSession, Value: "s1"}},
 		{"typ JWT, from a provider before explicit typing", "JWT", logoutClaims(), Revocation{Kind: RevokeSession, Value: "s1"}},
 		{"no typ", "", logoutClaims(), Revocation{Kind: RevokeSession, Value: "s1"}},
+		{"no exp but issued just now (Hydra v2.3.0)", "JWT", logoutClaims("exp", nil), Revocation{Kind: RevokeSession, Value: "s1"}},
 	} {
 		b, rev := newTestLogout(t, clk)
 		w := postLogout(b, logoutForm(signLogout(t, jwa.RS256(), k.rsa, "a", c.typ, c.claims)))
@@ -145,7 +146,7 @@ func TestBackchannelLogoutRefuses(t *testing.T) {
 		{"no audience", logoutForm(rs(logoutClaims("aud", nil)))},
 		{"no iat", logoutForm(rs(logoutClaims("iat", nil)))},
 		{"iat in the future", logoutForm(rs(logoutClaims("iat", t0.Add(time.Hour))))},
-		{"no exp", logoutForm(rs(logoutClaims("exp", nil)))},
+		{"no exp, issued too long ago", logoutForm(rs(logoutClaims("exp", nil, "iat", t0.Add(-3*time.Minute))))},
 		{"expired", logoutForm(rs(logoutClaims("exp", t0.Add(-time.Minute))))},
 		{"no jti", logoutForm(rs(logoutClaims("jti", nil)))},
 		{"no events", logoutForm(rs(logoutClaims("events", nil)))},
