@@ -34,7 +34,7 @@ type Delivery struct {
 	// Variant is a named variant that exists, "flexible", or "other".
 	Variant string
 	// Format is the subtype of the image sent or revalidated ("jpeg",
-	// "png" or "webp"), or "" for an error answer.
+	// "png", "webp" or "avif"), or "" for an error answer.
 	Format string
 	// Status is the HTTP status sent.
 	Status int
@@ -127,7 +127,7 @@ func (e *Emulator) deliver(w http.ResponseWriter, r *http.Request, p string) Del
 		}
 	}
 
-	out, err := e.rendered(rec, sp, acceptsWebP(r.Header.Values("Accept")))
+	out, err := e.rendered(rec, sp, negotiate(r.Header.Values("Accept")))
 	switch {
 	case errors.Is(err, errCanvasTooLarge), errors.Is(err, errDecodeTooLarge),
 		errors.Is(err, errTooComplex), errors.Is(err, errDecodeTimeout):
@@ -175,10 +175,11 @@ var errDecodeTooLarge = errors.New("decoding the image would exceed the memory l
 // rendered returns the encoded variant, from the cache when it can. The key
 // holds the record's sequence number, which a re-upload under the same id
 // changes, the geometry, which a variant PATCH changes, and the output
-// format. Concurrent misses for one key render once, and at most
-// Config.MaxConcurrentDecodes renders run at a time.
-func (e *Emulator) rendered(rec Record, sp spec, asWebP bool) (*rendered, error) {
-	key := fmt.Sprintf("%d|%s|%d|%d|%t", rec.Seq, sp.fit, sp.w, sp.h, asWebP)
+// format asked for (an AVIF request over MaxAVIFSide is rendered as WebP
+// under its own key). Concurrent misses for one key render once, and at
+// most Config.MaxConcurrentDecodes renders run at a time.
+func (e *Emulator) rendered(rec Record, sp spec, format outputFormat) (*rendered, error) {
+	key := fmt.Sprintf("%d|%s|%d|%d|%s", rec.Seq, sp.fit, sp.w, sp.h, format)
 	if out, ok := e.cache.Get(key); ok {
 		return out, nil
 	}
@@ -199,18 +200,19 @@ func (e *Emulator) rendered(rec Record, sp spec, asWebP bool) (*rendered, error)
 			return nil, err
 		}
 		g := fitGeometry(sp.fit, hd.Width, hd.Height, sp.w, sp.h)
+		format := format.forCanvas(g.canvasW, g.canvasH)
 		switch {
 		case hd.decodeBytes > e.cfg.MaxDecodeBytes:
 			return nil, errDecodeTooLarge
 		case int64(g.canvasW)*int64(g.canvasH) > MaxArea,
-			resizeBytes(hd.Width, hd.Height, g, asWebP) > e.cfg.MaxDecodeBytes:
+			resizeBytes(hd.Width, hd.Height, g, format) > e.cfg.MaxDecodeBytes:
 			return nil, errCanvasTooLarge
 		}
 		// The render is shared by every request waiting for it, so no
 		// one client's going away stops it; its deadline does.
 		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.DecodeTimeout)
 		defer cancel()
-		out, err := render(ctx, src, hd, g, asWebP)
+		out, err := render(ctx, src, hd, g, format)
 		if err != nil {
 			return nil, err
 		}
@@ -228,44 +230,6 @@ func (e *Emulator) rendered(rec Record, sp spec, asWebP bool) (*rendered, error)
 func (e *Emulator) decodeSlot() (release func()) {
 	e.decodeSlots <- struct{}{}
 	return func() { <-e.decodeSlots }
-}
-
-// acceptsWebP reports whether an Accept header lists image/webp with a
-// non-zero quality. A wildcard does not count: browsers that decode WebP
-// name it, while a client that takes */* may not decode it.
-func acceptsWebP(accept []string) bool {
-	found := false
-	for _, line := range accept {
-		for _, rng := range strings.Split(line, ",") {
-			typ, params, _ := strings.Cut(rng, ";")
-			if !strings.EqualFold(strings.TrimSpace(typ), "image/webp") {
-				continue
-			}
-			if q, ok := quality(params); !ok || q == 0 {
-				return false // q=0 (or a malformed q) refuses it
-			}
-			found = true
-		}
-	}
-	return found
-}
-
-// quality returns the q parameter of a media range's parameters (RFC 9110
-// §12.4.2), 1 when it has none.
-func quality(params string) (float64, bool) {
-	for _, p := range strings.Split(params, ";") {
-		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
-		if !strings.EqualFold(strings.TrimSpace(k), "q") {
-			continue
-		}
-		q, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-		if err != nil || !(q >= 0 && q <= 1) { // NaN too
-
-			return 0, false
-		}
-		return q, true
-	}
-	return 1, true
 }
 
 // parseFlexible parses option-style variants ("w=400,h=300,fit=cover").

@@ -6,15 +6,17 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/gen2brain/avif"
 	"golang.org/x/image/webp"
 
 	"github.com/seed-a64a90cf/imagegate/emulator"
 )
 
-// WebP is sent to clients whose Accept names it with q>0, the original
-// format otherwise; every answer varies on Accept; each format has its own
-// ETag; and the hook counts each 200 with its image, variant and format.
-func TestWebPNegotiation(t *testing.T) {
+// AVIF is sent to clients whose Accept names it with q>0, else WebP if it
+// names that, the original format otherwise; every answer varies on
+// Accept; each format has its own ETag; and the hook counts each 200 with
+// its image, variant and format.
+func TestFormatNegotiation(t *testing.T) {
 	env := newEnv(t, nil)
 	jpg := env.upload(t, false, jpegBytes(t, 400, 300))
 	png := env.upload(t, false, pngBytes(t, 400, 300))
@@ -26,7 +28,10 @@ func TestWebPNegotiation(t *testing.T) {
 		id     string
 		want   string
 	}{
-		{"image/avif,image/webp,image/apng,image/*,*/*;q=0.8", jpg, "image/webp"}, // Chrome
+		{"image/avif,image/webp,image/apng,image/*,*/*;q=0.8", jpg, "image/avif"}, // Chrome
+		{"image/avif", png, "image/avif"},
+		{"image/avif;q=0,image/webp", jpg, "image/webp"},
+		{"image/webp", jpg, "image/webp"},
 		{"image/webp,*/*", png, "image/webp"},
 		{"IMAGE/WEBP;q=0.5", jpg, "image/webp"},
 		{"image/png, image/webp ; q=0.1", jpg, "image/webp"},
@@ -34,7 +39,7 @@ func TestWebPNegotiation(t *testing.T) {
 		{"", png, "image/png"},
 		{"*/*", jpg, "image/jpeg"},
 		{"image/*", jpg, "image/jpeg"},
-		{"image/avif", jpg, "image/jpeg"}, // AVIF is never produced
+		{"image/avif;q=x,image/webp;q=0", jpg, "image/jpeg"}, // a malformed q is ignored
 		{"image/webp;q=0", jpg, "image/jpeg"},
 		{"image/webp;q=0.000", png, "image/png"},
 		{"image/webp;q=2", jpg, "image/jpeg"},
@@ -57,6 +62,11 @@ func TestWebPNegotiation(t *testing.T) {
 				if err != nil || img.Bounds().Dx() != 400 || img.Bounds().Dy() != 300 {
 					t.Fatalf("body is not a 400x300 WebP: %v", err)
 				}
+			} else if tc.want == "image/avif" {
+				img, err := avif.Decode(bytes.NewReader(b))
+				if err != nil || img.Bounds().Dx() != 400 || img.Bounds().Dy() != 300 {
+					t.Fatalf("body is not a 400x300 AVIF: %v", err)
+				}
 			} else if _, _, format := decodeSize(t, b); "image/"+format != tc.want {
 				t.Errorf("body is %s", format)
 			}
@@ -65,7 +75,8 @@ func TestWebPNegotiation(t *testing.T) {
 			}
 		})
 	}
-	if etags["image/webp"] == "" || etags["image/webp"] == etags["image/jpeg"] {
+	if etags["image/webp"] == "" || etags["image/avif"] == "" || etags["image/webp"] == etags["image/jpeg"] ||
+		etags["image/avif"] == etags["image/webp"] || etags["image/avif"] == etags["image/jpeg"] {
 		t.Fatalf("ETags per format: %v", etags)
 	}
 
@@ -85,15 +96,15 @@ func TestWebPNegotiation(t *testing.T) {
 	// One delivery per 200, each with its image, variant and format.
 	type key struct{ image, variant, format string }
 	counts := map[key]int{}
-	env.waitDeliveries(17) // every request above
+	env.waitDeliveries(20) // every request above
 	for _, d := range env.delivered() {
 		if d.Status == http.StatusOK {
 			counts[key{d.Image, d.Variant, d.Format}]++
 		}
 	}
 	want := map[key]int{
-		{jpg, "public", "webp"}: 3, {jpg, "public", "jpeg"}: 9,
-		{png, "public", "webp"}: 1, {png, "public", "png"}: 2,
+		{jpg, "public", "avif"}: 1, {jpg, "public", "webp"}: 4, {jpg, "public", "jpeg"}: 9,
+		{png, "public", "avif"}: 1, {png, "public", "webp"}: 1, {png, "public", "png"}: 2,
 	}
 	for k, n := range want {
 		if counts[k] != n {
@@ -102,5 +113,35 @@ func TestWebPNegotiation(t *testing.T) {
 	}
 	if len(counts) != len(want) {
 		t.Errorf("deliveries = %v", counts)
+	}
+}
+
+// A variant over 1,200 px on a side is delivered as WebP to a client that
+// accepts AVIF, as Cloudflare documents; at 1,200 it is still AVIF.
+func TestAVIFSideLimit(t *testing.T) {
+	env := newEnv(t, func(c *emulator.Config) {
+		c.Variants = append(emulator.DefaultVariants(), emulator.Variant{
+			ID: "big", Options: emulator.VariantOptions{Fit: emulator.FitScaleDown, Width: 4000, Height: 4000, Metadata: "none"},
+		})
+	})
+	chrome := http.Header{"Accept": {"image/avif,image/webp,image/apng,image/*,*/*;q=0.8"}}
+	for _, tc := range []struct {
+		w, h int
+		want string
+	}{
+		{1200, 900, "image/avif"},
+		{900, 1200, "image/avif"},
+		{1201, 900, "image/webp"},
+		{900, 1201, "image/webp"},
+	} {
+		id := env.upload(t, false, jpegBytes(t, tc.w, tc.h))
+		resp, b := env.do(t, "GET", "/"+emulator.DefaultAccountHash+"/"+id+"/big", nil, chrome)
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != tc.want {
+			t.Errorf("%dx%d: %d %q, want %s", tc.w, tc.h, resp.StatusCode, resp.Header.Get("Content-Type"), tc.want)
+			continue
+		}
+		if w, h, _ := decodeSize(t, b); w != tc.w || h != tc.h {
+			t.Errorf("%dx%d: delivered %dx%d", tc.w, tc.h, w, h)
+		}
 	}
 }

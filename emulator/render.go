@@ -13,6 +13,7 @@ import (
 	"image/png"
 	"math"
 
+	"github.com/gen2brain/avif"
 	"github.com/gen2brain/webp"
 	"golang.org/x/image/draw"
 )
@@ -72,7 +73,7 @@ func fitGeometry(fit string, sw, sh, w, h int) geometry {
 type rendered struct {
 	body        []byte
 	contentType string
-	format      string // "jpeg", "png" or "webp"
+	format      string // "jpeg", "png", "webp" or "avif"
 	etag        string
 }
 
@@ -84,8 +85,8 @@ var errCanvasTooLarge = errors.New("rendered variant would exceed the area or me
 // top of the decoded source: the pre-shrunk copy, the scaler's scratch
 // buffer (x/image/draw's kernel scalers keep 32 bytes per pixel of a
 // canvas as wide as the output and as tall as their source), the output
-// canvas and, for WebP, the encoder's copy of it.
-func resizeBytes(w, h int, g geometry, webp bool) int64 {
+// canvas and, for WebP and AVIF, the encoder's copies of it.
+func resizeBytes(w, h int, g geometry, format outputFormat) int64 {
 	sw, sh := int64(w), int64(h)
 	var n int64
 	if iw, ih, ok := preShrink(w, h, g); ok {
@@ -96,7 +97,7 @@ func resizeBytes(w, h int, g geometry, webp bool) int64 {
 		n += 32 * int64(g.scaledW) * sh
 	}
 	canvas := 4 * int64(g.canvasW) * int64(g.canvasH)
-	if webp {
+	if format != formatOriginal {
 		canvas *= 3
 	}
 	return n + canvas
@@ -114,10 +115,22 @@ func preShrink(w, h int, g geometry) (iw, ih int, ok bool) {
 // webpQuality is the quality of WebP variants, the JPEG one's equal.
 const webpQuality = 85
 
-// render decodes src, resizes it per g and encodes it: WebP when asked,
-// else PNG when the source is PNG or GIF or the result has transparency,
-// and JPEG otherwise. The caller has checked the memory the work takes.
-func render(ctx context.Context, src []byte, hd header, g geometry, asWebP bool) (*rendered, error) {
+// avifOptions encode AVIF variants: the encoder's default quality (60)
+// at its fastest speed, since a delivery waits for it, and 4:2:0 chroma,
+// which is the encoder's default only when no options are given (a zero
+// Options means 4:4:4: slower and larger).
+var avifOptions = avif.Options{
+	Quality:           avif.DefaultQuality,
+	QualityAlpha:      avif.DefaultQuality,
+	Speed:             avif.DefaultSpeed,
+	ChromaSubsampling: image.YCbCrSubsampleRatio420,
+}
+
+// render decodes src, resizes it per g and encodes it: AVIF or WebP when
+// asked, else PNG when the source is PNG or GIF or the result has
+// transparency, and JPEG otherwise. The caller has checked the memory the
+// work takes and the AVIF side limit.
+func render(ctx context.Context, src []byte, hd header, g geometry, as outputFormat) (*rendered, error) {
 	img, err := decodeWithin(ctx, hd, src)
 	if err != nil {
 		return nil, fmt.Errorf("decoding image: %w", err)
@@ -145,7 +158,10 @@ func render(ctx context.Context, src []byte, hd header, g geometry, asWebP bool)
 	var out bytes.Buffer
 	var format string
 	switch {
-	case asWebP:
+	case as == formatAVIF:
+		format = "avif"
+		err = avif.Encode(&out, dst, avifOptions)
+	case as == formatWebP:
 		format = "webp"
 		err = webp.Encode(&out, dst, webp.Options{Quality: webpQuality})
 	case hd.name == "png" || hd.name == "gif" || !dst.Opaque():
