@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -40,6 +41,23 @@ func BenchmarkJWT(b *testing.B) {
 			})
 		}
 	}
+	b.Run("HS256/cache+revocations", func(b *testing.B) {
+		// The cached path with a revocation set holding 1000 other
+		// subjects, sessions and tokens: the cost of checking it on every
+		// request.
+		rev := NewRevocations(RevocationsConfig{Now: clk.Now})
+		for i := range 1000 {
+			n := strconv.Itoa(i)
+			if _, err := rev.Revoke(RevocationRequest{Subject: "u" + n, SessionID: "s" + n, TokenID: "j" + n}, SourceAdmin); err != nil {
+				b.Fatal(err)
+			}
+		}
+		j, err := NewJWT(JWTConfig{Secret: testSecret, Now: clk.Now, Revocations: rev})
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchAuth(b, j, Any{}, bearer(sign(b, jwa.HS256(), testSecret, "", claims("sid", "s-alice", "jti", "j-alice"))))
+	})
 	b.Run("HS256/cookie/cache+claim", func(b *testing.B) {
 		j, err := NewJWT(JWTConfig{Sources: []TokenSource{{Cookie: "session"}}, Secret: testSecret, Now: clk.Now})
 		if err != nil {

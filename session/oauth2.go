@@ -381,6 +381,11 @@ func (o *OAuth2Introspect) judge(body []byte) (introspection, time.Time, error) 
 	}
 	id := Identity{Subject: sub, Claims: claims}
 	id.SessionID, _ = claims["sid"].(string)
+	if ext, ok := claims["ext"].(map[string]any); ok && id.SessionID == "" {
+		// Ory Hydra puts a login session's sid in "ext", the session data
+		// its consent added to the token, not at the top level.
+		id.SessionID, _ = ext["sid"].(string)
+	}
 	id.TokenID, _ = claims["jti"].(string)
 	id.IssuedAt, _ = claims["iat"].(time.Time)
 	return introspection{id: id}, until, nil

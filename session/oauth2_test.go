@@ -134,6 +134,11 @@ func TestOAuth2Active(t *testing.T) {
 	if id.SessionID != "s1" || id.TokenID != "j1" || !id.IssuedAt.Equal(t0.Add(-time.Minute)) {
 		t.Errorf("sid/jti/iat = %q %q %v", id.SessionID, id.TokenID, id.IssuedAt)
 	}
+	hydra := newTestOAuth2(t, s, clk, nil)
+	s.tokens["tok-hydra"] = activeAnswer("sid", nil, "ext", map[string]any{"sid": "s-hydra"})
+	if id, _, err := hydra.Authenticate(bearer("tok-hydra"), Image{}); err != nil || id.SessionID != "s-hydra" {
+		t.Errorf("sid in ext: %q, %v", id.SessionID, err)
+	}
 	if _, ok := id.Claims["active"]; ok {
 		t.Error(`"active" is not a claim`)
 	}
@@ -148,8 +153,8 @@ func TestOAuth2Active(t *testing.T) {
 			t.Errorf("claim policy, %s: %v (%v), want %v", img, d.Verdict, d.Err, want)
 		}
 	}
-	if n := s.calls.Load(); n != 1 {
-		t.Errorf("%d calls, want 1 (the rest cached)", n)
+	if n := s.calls.Load(); n != 2 {
+		t.Errorf("%d calls, want 2, alice's and the Hydra-shaped token's (the rest cached)", n)
 	}
 	if got := o.Challenge(); got != "Bearer" {
 		t.Errorf("Challenge = %q", got)
