@@ -19,7 +19,8 @@ import (
 	"testing"
 	"time"
 
-	_ "golang.org/x/image/webp" // the emulator answers WebP
+	_ "github.com/gen2brain/avif" // the emulator answers AVIF
+	_ "golang.org/x/image/webp"   // and WebP
 
 	"github.com/seed-a64a90cf/imagegate/signer"
 )
@@ -34,7 +35,7 @@ const (
 
 // Accept headers that browsers send for <img>. Both name image/avif, so
 // both are in the AVIF bucket and share one cached object; the emulator
-// makes no AVIF, so it answers WebP to both.
+// answers AVIF to both.
 const (
 	acceptChrome  = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
 	acceptFirefox = "image/avif,image/webp,*/*"
@@ -193,8 +194,8 @@ func TestProxyServesSharedBytes(t *testing.T) {
 
 	resp, first := get(t, "GET", img, hdrs("Cookie", "session="+alice, "Accept", acceptChrome))
 	served++
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/webp" {
-		t.Fatalf("alice: status %d Content-Type %q, want 200 image/webp", resp.StatusCode, resp.Header.Get("Content-Type"))
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/avif" {
+		t.Fatalf("alice: status %d Content-Type %q, want 200 image/avif", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	if w, h := imageSize(t, first); w != 640 || h != 480 {
 		t.Fatalf("the public variant is %dx%d, want the upload's 640x480", w, h)

@@ -1,6 +1,11 @@
 package emulator
 
-import "github.com/seed-a64a90cf/imagegate/internal/accept"
+import (
+	"github.com/gen2brain/avif"
+	"github.com/gen2brain/webp"
+
+	"github.com/seed-a64a90cf/imagegate/internal/accept"
+)
 
 // outputFormat is what a delivery is encoded as.
 type outputFormat string
@@ -42,4 +47,15 @@ func (f outputFormat) forCanvas(canvasW, canvasH int) outputFormat {
 		return formatWebP
 	}
 	return f
+}
+
+// PrepareEncoders compiles the WebAssembly modules of the AVIF and WebP
+// encoders, which otherwise happens in the first delivery in each format
+// in the process (several seconds for AVIF on a small machine: long
+// enough for a proxy in front to time out). It is safe to call more than
+// once and concurrently with deliveries; a caller that starts an emulator
+// for users runs it in the background.
+func PrepareEncoders() {
+	avif.InitEncoder()
+	webp.Init()
 }
