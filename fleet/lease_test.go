@@ -60,13 +60,14 @@ type fleetReplica struct {
 	p      *imageproxy.Proxy
 	mem    *imageproxy.Memory
 	leases *Leases
+	failed *atomic.Int64 // Redis calls that failed
 }
 
 func startReplica(t *testing.T, url string, cfg imageproxy.Config) fleetReplica {
 	t.Helper()
 	// A generous Redis budget: this machine may be loaded, and a call
 	// that times out makes a replica fetch on its own, by design.
-	var failed atomic.Int64
+	failed := new(atomic.Int64)
 	c := openClient(t, url, Options{Timeout: 3 * time.Second, OnOp: func(op string, d time.Duration, err error) {
 		if err != nil {
 			failed.Add(1)
@@ -95,7 +96,7 @@ func startReplica(t *testing.T, url string, cfg imageproxy.Config) fleetReplica 
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return fleetReplica{p: p, mem: mem, leases: leases}
+	return fleetReplica{p: p, mem: mem, leases: leases, failed: failed}
 }
 
 // serve asks r for id and returns the status and body.
@@ -140,6 +141,36 @@ func TestTwoReplicasFetchEachObjectOnce(t *testing.T) {
 		t.Errorf("%d upstream fetches for %d keys missed by 2 replicas at once; fetched more than once: %s", n, keys, strings.Join(dup, " "))
 	}
 	t.Logf("%d requests, %d failed, %d upstream fetches for %d keys", keys*2*perReplica, bad.Load(), n, keys)
+}
+
+// TestLeasesAsACLUser runs two replicas as the least-privilege ACL user
+// the docs give: leases, notices, scripts and the tier all stay within
+// the prefix, so not one Redis call fails, and each key is fetched once.
+func TestLeasesAsACLUser(t *testing.T) {
+	srv := redistest.Start(t)
+	url := srv.AddACLUser("gw", "gw-password")
+	up := newCountingUpstream(t, 50*time.Millisecond)
+	cfg := imageproxy.Config{Timeout: 5 * time.Second}
+	replicas := []fleetReplica{startReplica(t, url, cfg), startReplica(t, url, cfg)}
+	var wg sync.WaitGroup
+	for i := range 5 {
+		for _, r := range replicas {
+			wg.Go(func() {
+				if status, _, err := r.serve(t, up, "acl-"+strconv.Itoa(i)); err != nil || status != 200 {
+					t.Errorf("status %d, err %v", status, err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if n, _ := up.total(); n != 5 {
+		t.Errorf("%d fetches for 5 keys", n)
+	}
+	for i, r := range replicas {
+		if n := r.failed.Load(); n != 0 {
+			t.Errorf("replica %d: %d Redis calls failed as the ACL user", i, n)
+		}
+	}
 }
 
 // TestDeadLeaseHolderCostsOneLeaseTime: a replica takes a key's lease and
