@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"time"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 
@@ -107,7 +108,9 @@ func (t *ByteTier) Get(ctx context.Context, k imageproxy.Key) (*imageproxy.Objec
 // check decodes v, the value stored under key, and returns the object, or
 // why it is rejected.
 func (t *ByteTier) check(key, v string) (*imageproxy.Object, string) {
-	obj, err := decodeObject(t.key, key, []byte(v))
+	// The reply's own bytes, not a copy: the object's Body is never
+	// modified (imageproxy.Object), and nothing else holds v.
+	obj, err := decodeObject(t.key, key, unsafe.Slice(unsafe.StringData(v), len(v)))
 	switch {
 	case err != nil:
 		return nil, RejectMAC
