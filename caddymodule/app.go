@@ -76,6 +76,9 @@ type App struct {
 	err    error // problems of the app's own block, reported with the handlers'
 
 	handlers *handlerSet // the live handlers of this config
+
+	revocations    *sharedRevocations // pooled in revocationSets
+	revocationsKey string
 }
 
 // handlerSet is a set of handlers that several goroutines update.
@@ -148,6 +151,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	errs = append(errs, r.Err())
 	if a.Redis != nil {
 		errs = append(errs, a.Redis.validate())
+	}
+	if err := errors.Join(errs...); err == nil {
+		errs = append(errs, a.provisionRevocations())
 	}
 	if err := errors.Join(errs...); err != nil {
 		a.err = fmt.Errorf("cf_images app: %w", err)

@@ -112,7 +112,7 @@ func TestProvisionErrors(t *testing.T) {
 		edit func(*Handler)
 		want string
 	}{
-		{func(h *Handler) { h.SigningKey = "{env.TEST_UNSET_VAR}" }, "signing_key: a placeholder in it is unknown or empty"},
+		{func(h *Handler) { h.SigningKey = "{env.TEST_UNSET_VAR}" }, "signing_key: {env.TEST_UNSET_VAR} is empty"},
 		{func(h *Handler) { h.SigningKey = "{env.TEST_CF_KEY}"; h.SigningKeyFile = "/k" }, "set either signing_key or signing_key_file"},
 		{func(h *Handler) { h.SigningKey, h.SigningKeyFile = "", "/nonexistent/key" }, "signing_key_file:"},
 		{func(h *Handler) { h.SessionRaw = nil }, "session: required"},

@@ -108,10 +108,21 @@ func TestExampleCaddyfileStillLoads(t *testing.T) {
 	if !reflect.DeepEqual(h["session"], wantSession) {
 		t.Errorf("session = %v, want %v", h["session"], wantSession)
 	}
-	if want := map[string]any{"policy": "owner", "field": "owner"}; !reflect.DeepEqual(h["authorize"], want) {
+	if want := map[string]any{"policy": "owner", "field": "owner", "metadata_ttl": 3e11, "metadata_stale": 3.6e12,
+		"lookup_limit": map[string]any{"events": 120.0, "window": 6e10}}; !reflect.DeepEqual(h["authorize"], want) {
 		t.Errorf("authorize = %v, want %v", h["authorize"], want)
 	}
 
+	// The account is in the global cf_images block; a handler takes the
+	// same settings, so loading the handler alone with them merged in
+	// checks the same thing.
+	app, _ := cfg.(map[string]any)["apps"].(map[string]any)["cf_images"].(map[string]any)
+	if app["account_hash"] != "emu-account-hash" {
+		t.Fatalf("global cf_images block = %v, want the emulator's account", app)
+	}
+	for k, v := range app {
+		h[k] = v
+	}
 	// The dev/ files are relative to the repository root.
 	t.Chdir("..")
 	raw, _ := json.Marshal(h)

@@ -128,7 +128,7 @@ var metrics = struct {
 	}),
 	sessionChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "imagegate_session_checks_total",
-		Help: "Session and authorization checks of image and upload requests, by session method and result (allowed, unauthenticated, forbidden, unavailable, limited).",
+		Help: "Session and authorization checks of image and upload requests, by session method and result (allowed, unauthenticated, revoked, forbidden, unavailable, limited).",
 	}, []string{"method", "result"}),
 	sessionTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "imagegate_session_check_duration_seconds",
@@ -209,7 +209,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 		metrics.signingFailures, metrics.byteEvictions, metrics.keyInfo, metrics.buildInfo,
 	}
 	cs = append(cs, proxyCollectors()...)
-	return provision.Register(reg, cs...)
+	return provision.Register(reg, append(cs, revocationsTotal)...)
 }
 
 // registerRedisMetrics adds the Redis collectors to reg, for a config that
@@ -305,6 +305,7 @@ func (vs *variantState) served(o outcome, billable bool, validitySeconds float64
 // imagegate_session_checks_total and its companions.
 type checkMetrics struct {
 	results  [session.Limited + 1]prometheus.Counter
+	revoked  prometheus.Counter // unauthenticated because the session was revoked
 	duration prometheus.Observer
 	hits     prometheus.Counter
 	misses   prometheus.Counter // nil for methods that cache nothing
@@ -315,6 +316,7 @@ func newCheckMetrics(m SessionMethod) *checkMetrics {
 	c := &checkMetrics{
 		duration: metrics.sessionTime.WithLabelValues(name),
 		hits:     metrics.decisionHits.WithLabelValues(name),
+		revoked:  metrics.sessionChecks.WithLabelValues(name, "revoked"),
 	}
 	for v := range c.results {
 		c.results[v] = metrics.sessionChecks.WithLabelValues(name, session.Verdict(v).String())
@@ -328,7 +330,11 @@ func newCheckMetrics(m SessionMethod) *checkMetrics {
 // observe counts one check: image or upload, each exactly once.
 func (c *checkMetrics) observe(d session.Decision, took time.Duration) {
 	c.duration.Observe(took.Seconds())
-	c.results[d.Verdict].Inc()
+	if d.Verdict == session.Unauthenticated && errors.Is(d.Err, session.ErrRevoked) {
+		c.revoked.Inc()
+	} else {
+		c.results[d.Verdict].Inc()
+	}
 	switch {
 	case d.CacheHit:
 		c.hits.Inc()

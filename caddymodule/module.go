@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"go.uber.org/zap"
@@ -185,6 +186,8 @@ type Handler struct {
 	app        *App // the config's cf_images app
 	apiKey     string
 	cfg        config.Gateway
+	logoutPath string       // the session's back-channel logout path, if any
+	logout     http.Handler // and the handler that takes logout tokens there
 	method     SessionMethod
 	authorizer Authorizer
 	gate       *session.Gate
@@ -375,6 +378,9 @@ func (h *Handler) provisionSession(ctx caddy.Context) error {
 	if mp, ok := az.(MetadataPolicy); ok && h.uploadPath() != "" && mp.OwnerField() != h.uploadOwnerField() {
 		return fmt.Errorf("authorize %s %s: uploads stamp the field %q (upload_owner_field, or owner_field in the upload block), so uploaders could not see their own images; use one field",
 			az.CaddyModule().ID.Name(), mp.OwnerField(), h.uploadOwnerField())
+	}
+	if lr, ok := m.(LogoutReceiver); ok {
+		h.logoutPath, h.logout = lr.LogoutRoute()
 	}
 	h.gate = session.NewGate(m.Authenticator(), policy)
 	h.checks = newCheckMetrics(m)

@@ -40,6 +40,10 @@ var (
 // bottom gives the request's whole path through the gateway.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	path := r.URL.EscapedPath()
+	if h.logout != nil && path == h.logoutPath {
+		h.logout.ServeHTTP(w, r)
+		return nil
+	}
 	if h.uploads != nil && path == h.uploads.path {
 		return h.uploads.serve(w, r, h)
 	}
