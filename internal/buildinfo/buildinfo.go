@@ -7,8 +7,8 @@
 //  2. the binary's module build info (runtime/debug.ReadBuildInfo): the
 //     version of this module as a dependency (an xcaddy build of a
 //     published version), or as the main module (`go install …@v1.2.3`;
-//     a `go build` in a git checkout stamps a pseudo-version from the
-//     commit, "+dirty" with uncommitted changes)
+//     a `go build` in a git checkout stamps the commit's tag or a
+//     pseudo-version of it, "+dirty" with uncommitted or untracked files)
 //  3. "(devel)", what Go itself reports when it knows nothing better (a
 //     build with -buildvcs=false, or a dependency replaced by a local
 //     directory as `xcaddy build --with …=.` does).
