@@ -26,6 +26,7 @@ func TestProxyBrowserAVIF(t *testing.T) {
 	})
 	user := mintToken(t, r.jwtSecret, "--sub", "viewer")
 	id := upload(t, r.gateway, user).ID
+	waitEmulatorAVIF(t, r.emulator, id)
 	thumb := "http://" + r.gateway + "/img/" + id + "/thumbnail"
 
 	ctx := browser(t)
@@ -118,4 +119,28 @@ func viewThumbnail(t *testing.T, ctx context.Context, gateway, id string) (width
 	mu.Lock()
 	defer mu.Unlock()
 	return widths[0], mime
+}
+
+// waitEmulatorAVIF waits until the emulator answers AVIF: until its AVIF
+// encoder is compiled (seconds, in the background from its start) it
+// answers WebP, as Cloudflare does when AVIF would be slow. It asks for
+// the public variant, signed, directly, so the gateway's cache and the
+// thumbnail's delivery count are untouched.
+func waitEmulatorAVIF(t *testing.T, emulator, id string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		exp := time.Now().Add(time.Hour).Unix()
+		resp, _ := get(t, "GET", signedURL(emuKey, emulator, id, "public", exp), map[string]string{"Accept": "image/avif"})
+		if resp.StatusCode != 200 {
+			t.Fatalf("the emulator answered %d", resp.StatusCode)
+		}
+		if resp.Header.Get("Content-Type") == "image/avif" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the emulator still answered WebP to AVIF clients after 2 minutes")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }

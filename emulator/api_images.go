@@ -85,34 +85,45 @@ func (e *Emulator) lookup(id string) (Record, bool) {
 	return rec, ok
 }
 
-// uploadV1 is POST images/v1: a server-side upload of a file.
+// uploadV1 is POST images/v1: a server-side upload of a file, or of the
+// image at a url the emulator fetches.
 func (e *Emulator) uploadV1(r *http.Request) (any, []byte, *codedError) {
 	form, cerr := readForm(r, true)
 	if cerr != nil {
 		return nil, nil, cerr
 	}
-	if _, ok := form.fields["url"]; ok {
-		return nil, nil, errf(http.StatusBadRequest, codeBadRequest, "Uploading from a URL is not supported by the emulator")
-	}
-	opts, cerr := form.imageOptions()
+	opts, cerr := form.imageOptions("url")
 	if cerr != nil {
 		return nil, nil, cerr
 	}
-	if form.file == nil {
-		return nil, nil, errf(http.StatusBadRequest, codeBadRequest, "A file is required")
+	file, filename := form.file, form.filename
+	if raw, ok := form.fields["url"]; ok {
+		if file != nil {
+			return nil, nil, errURLAndFile
+		}
+		u, cerr := parseFetchURL(raw)
+		if cerr != nil {
+			return nil, nil, cerr
+		}
+		if file, filename, cerr = e.fetchImage(r.Context(), u); cerr != nil {
+			return nil, nil, cerr
+		}
 	}
-	if cerr := e.checkImage(r.Context(), form.file); cerr != nil {
+	if file == nil {
+		return nil, nil, errf(http.StatusBadRequest, codeBadRequest, "A file or a url is required")
+	}
+	if cerr := e.checkImage(r.Context(), file); cerr != nil {
 		return nil, nil, cerr
 	}
 	rec := Record{
 		ID:                opts.id,
-		Filename:          form.filename,
+		Filename:          filename,
 		Uploaded:          e.now(),
 		RequireSignedURLs: opts.requireSigned,
 		Meta:              opts.meta,
 		Creator:           opts.creator,
 	}
-	rec, cerr = e.insert(rec, form.file)
+	rec, cerr = e.insert(rec, file)
 	if cerr != nil {
 		return nil, nil, cerr
 	}

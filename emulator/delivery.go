@@ -201,6 +201,10 @@ func (e *Emulator) rendered(rec Record, sp spec, format outputFormat) (*rendered
 		}
 		g := fitGeometry(sp.fit, hd.Width, hd.Height, sp.w, sp.h)
 		format := format.forCanvas(g.canvasW, g.canvasH)
+		keep := true
+		if format == formatAVIF && !avifIsReady() {
+			format, keep = formatWebP, false
+		}
 		switch {
 		case hd.decodeBytes > e.cfg.MaxDecodeBytes:
 			return nil, errDecodeTooLarge
@@ -216,7 +220,9 @@ func (e *Emulator) rendered(rec Record, sp spec, format outputFormat) (*rendered
 		if err != nil {
 			return nil, err
 		}
-		e.cache.Add(key, out)
+		if keep {
+			e.cache.Add(key, out)
+		}
 		return out, nil
 	})
 	if err != nil {

@@ -122,6 +122,11 @@ type Config struct {
 	// was answered. It lets callers count billable deliveries (one per 200
 	// answer) without this package knowing how.
 	OnDelivery func(Delivery)
+	// URLFetchTimeout bounds the fetch of an upload from a URL (POST
+	// images/v1 with url): connecting, at most MaxURLRedirects redirects,
+	// headers and body (at most MaxFileBytes). Default
+	// DefaultURLFetchTimeout (15 s).
+	URLFetchTimeout time.Duration
 	// APIRateLimit is how many API calls the API token may make in any
 	// APIRateWindow; past it every API call is refused with 429, code 971
 	// and Retry-After for APIRateBlock, as Cloudflare does. Default
@@ -224,6 +229,9 @@ func New(cfg Config) (*Emulator, error) {
 	if cfg.APIRateBlock == 0 {
 		cfg.APIRateBlock = DefaultAPIRateBlock
 	}
+	if cfg.URLFetchTimeout == 0 {
+		cfg.URLFetchTimeout = DefaultURLFetchTimeout
+	}
 	if cfg.DecodeTimeout == 0 {
 		cfg.DecodeTimeout = DefaultDecodeTimeout
 	}
@@ -248,8 +256,8 @@ func New(cfg Config) (*Emulator, error) {
 		cfg.MaxDecodeBytes < 0 || cfg.MaxConcurrentDecodes < 0 || cfg.DecodeTimeout < 0 {
 		return nil, fmt.Errorf("emulator: browser TTL, image quota, render cache size and decode limits must not be negative")
 	}
-	if cfg.APIRateWindow < 0 || cfg.APIRateBlock < 0 {
-		return nil, fmt.Errorf("emulator: the API rate window and block must not be negative")
+	if cfg.APIRateWindow < 0 || cfg.APIRateBlock < 0 || cfg.URLFetchTimeout < 0 {
+		return nil, fmt.Errorf("emulator: the API rate window and block and the URL fetch timeout must not be negative")
 	}
 	for _, v := range cfg.Variants {
 		if err := validateVariant(v); err != nil {
@@ -275,6 +283,7 @@ func New(cfg Config) (*Emulator, error) {
 	if err := e.seedState(); err != nil {
 		return nil, err
 	}
+	prepareAVIF()
 	return e, nil
 }
 

@@ -1,8 +1,9 @@
 package emulator
 
 import (
+	"sync"
+
 	"github.com/gen2brain/avif"
-	"github.com/gen2brain/webp"
 
 	"github.com/seed-a64a90cf/imagegate/internal/accept"
 )
@@ -49,13 +50,40 @@ func (f outputFormat) forCanvas(canvasW, canvasH int) outputFormat {
 	return f
 }
 
-// PrepareEncoders compiles the WebAssembly modules of the AVIF and WebP
-// encoders, which otherwise happens in the first delivery in each format
-// in the process (several seconds for AVIF on a small machine: long
-// enough for a proxy in front to time out). It is safe to call more than
-// once and concurrently with deliveries; a caller that starts an emulator
-// for users runs it in the background.
-func PrepareEncoders() {
-	avif.InitEncoder()
-	webp.Init()
+// The AVIF encoder is libavif compiled to WebAssembly, and compiling it
+// takes seconds (about 4 s of CPU on a busy 2-core machine): long enough
+// for a proxy in front, or a browser, to give up on the first AVIF
+// delivery of a process. So it is compiled in the background from the
+// first New, and until it is ready an AVIF request is answered as WebP:
+// the fallback Cloudflare documents for an image it cannot encode as AVIF
+// quickly (https://developers.cloudflare.com/images/get-started/limits/).
+// Such answers are not kept in the render cache.
+var (
+	avifCompile sync.Once
+	avifReady   = make(chan struct{})
+)
+
+// prepareAVIF starts compiling the AVIF encoder, once per process.
+func prepareAVIF() {
+	avifCompile.Do(func() {
+		go func() {
+			avif.InitEncoder()
+			close(avifReady)
+		}()
+	})
+}
+
+// AVIFReady returns a channel that is closed once the AVIF encoder is
+// compiled; until then AVIF requests are answered as WebP. New starts the
+// compilation.
+func AVIFReady() <-chan struct{} { return avifReady }
+
+// avifIsReady reports whether the AVIF encoder is compiled.
+func avifIsReady() bool {
+	select {
+	case <-avifReady:
+		return true
+	default:
+		return false
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/gen2brain/avif"
 	"golang.org/x/image/webp"
@@ -18,6 +19,7 @@ import (
 // its image, variant and format.
 func TestFormatNegotiation(t *testing.T) {
 	env := newEnv(t, nil)
+	waitAVIF(t)
 	jpg := env.upload(t, false, jpegBytes(t, 400, 300))
 	png := env.upload(t, false, pngBytes(t, 400, 300))
 	path := func(id string) string { return "/" + emulator.DefaultAccountHash + "/" + id + "/public" }
@@ -124,6 +126,7 @@ func TestAVIFSideLimit(t *testing.T) {
 			ID: "big", Options: emulator.VariantOptions{Fit: emulator.FitScaleDown, Width: 4000, Height: 4000, Metadata: "none"},
 		})
 	})
+	waitAVIF(t)
 	chrome := http.Header{"Accept": {"image/avif,image/webp,image/apng,image/*,*/*;q=0.8"}}
 	for _, tc := range []struct {
 		w, h int
@@ -143,5 +146,16 @@ func TestAVIFSideLimit(t *testing.T) {
 		if w, h, _ := decodeSize(t, b); w != tc.w || h != tc.h {
 			t.Errorf("%dx%d: delivered %dx%d", tc.w, tc.h, w, h)
 		}
+	}
+}
+
+// waitAVIF waits until the AVIF encoder, which New starts compiling, is
+// ready: until then AVIF requests are answered as WebP.
+func waitAVIF(t *testing.T) {
+	t.Helper()
+	select {
+	case <-emulator.AVIFReady():
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the AVIF encoder was not compiled within 2 minutes")
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -156,9 +155,6 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// prepareEncoders starts emulator.PrepareEncoders once per process.
-var prepareEncoders sync.Once
-
 // stores shares each storage between the handlers that name it and across
 // config reloads, during which the old and new handler briefly coexist.
 var stores = caddy.NewUsagePool()
@@ -273,9 +269,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.emu, err = emulator.New(cfg); err != nil {
 		return err
 	}
-	// Compiled once per process, in the background, so that the first
-	// browser (which accepts AVIF) is not kept waiting for it.
-	prepareEncoders.Do(func() { go emulator.PrepareEncoders() })
 
 	rule := "it answers only requests that arrive on a loopback address (127.0.0.0/8, ::1), others get 403, " +
 		"and whose Host is localhost, a loopback address or base_url's host, others get 421; unless listen_public is set"
