@@ -16,7 +16,7 @@ func BenchmarkSign(b *testing.B) {
 func BenchmarkCacheHit(b *testing.B) {
 	s, err := New(Config{
 		DeliveryURL: "https://imagedelivery.net", AccountHash: "acc", Key: []byte("k3y"),
-		Window: Window{Size: time.Hour, MinRemaining: 5 * time.Minute}, Size: 1000,
+		Window: Window{Size: time.Hour, MinRemaining: 5 * time.Minute}, MaxEntries: 1000,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -36,7 +36,7 @@ func BenchmarkCacheHit(b *testing.B) {
 func BenchmarkCacheMiss(b *testing.B) {
 	s, _ := New(Config{
 		DeliveryURL: "https://imagedelivery.net", AccountHash: "acc", Key: []byte("k3y"),
-		Window: Window{Size: time.Hour, MinRemaining: 5 * time.Minute}, Size: 1,
+		Window: Window{Size: time.Hour, MinRemaining: 5 * time.Minute}, MaxEntries: 1,
 	})
 	ids := []string{"a", "b"}
 	b.ReportAllocs()
@@ -44,5 +44,19 @@ func BenchmarkCacheMiss(b *testing.B) {
 	for b.Loop() {
 		s.URL(ids[i&1], "public", false, time.Now())
 		i++
+	}
+}
+
+// BenchmarkJSON is the extra work of a JSON answer on a cache hit: the body
+// is built on request, not kept with every cached URL.
+func BenchmarkJSON(b *testing.B) {
+	s, _ := New(Config{
+		DeliveryURL: "https://imagedelivery.net", AccountHash: "acc", Key: []byte("k3y"),
+		Window: Window{Size: time.Hour, MinRemaining: 5 * time.Minute},
+	})
+	u, _ := s.URL("bc27a117-9509-446b-8c69-c81bfeac0a01", "public", false, time.Unix(1700000000, 0))
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = u.JSON()
 	}
 }

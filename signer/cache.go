@@ -1,20 +1,24 @@
 package signer
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/seed-a64a90cf/imagegate/imageref"
 )
+
+// DefaultMaxBytes is the cache's memory budget when Config.MaxBytes is 0:
+// about 97,000 URLs of UUID images, or 12,900 of 1,024-byte ids whose every
+// byte is percent-encoded.
+const DefaultMaxBytes = 64 << 20
 
 // Config describes what a Signer signs.
 type Config struct {
@@ -27,50 +31,45 @@ type Config struct {
 	Key []byte
 	// Window is the expiry policy.
 	Window Window
-	// Size is the maximum number of cached URLs.
-	Size int
+	// MaxBytes bounds the cache's heap: the estimated bytes of every
+	// cached URL with its key and bookkeeping (see entryBytes). 0 means
+	// DefaultMaxBytes.
+	MaxBytes int64
+	// MaxEntries, if positive, also caps the number of cached URLs: the
+	// count form of cache_size in older configs. The cache then holds at
+	// most MaxEntries URLs and at most MaxBytes bytes, whichever binds
+	// first, so a count never lets long ids grow the cache past MaxBytes.
+	// 0 means no count cap.
+	MaxEntries int
 	// OnSign, if set, is called for every signature made.
 	OnSign func()
-	// OnEvict, if set, is called when a live URL is evicted to make room.
+	// OnEvict, if set, is called when a URL is evicted to make room.
 	OnEvict func()
-}
-
-// URL is a delivery URL ready to hand out. It is immutable and shared by
-// every caller that asks for the same image and variant inside one window.
-type URL struct {
-	// String is the full URL.
-	String string
-	// Expires is exp for a signed URL. For an unsigned (public) URL it is
-	// the end of the window it was made in, the time a client may cache it.
-	Expires time.Time
-	// FreshUntil is when the URL stops being handed out: Expires minus the
-	// window's MinRemaining.
-	FreshUntil time.Time
-	// Signed reports whether the URL carries exp and sig.
-	Signed bool
-	// Location is String as a header value, prebuilt so that serving a
-	// cached URL allocates nothing. Callers must not modify it.
-	Location []string
-	// JSON is {"url":…,"expires":…,"expires_at":…}, prebuilt for clients
-	// that ask for the URL itself.
-	JSON []byte
-	// ETag is a strong entity tag of JSON, as a header value, so a client
-	// that already holds this URL can revalidate instead of refetching.
-	ETag []string
 }
 
 type cacheKey struct{ id, variant string }
 
-// Signer hands out delivery URLs from an LRU cache, signing on a miss. It is
-// safe for concurrent use; concurrent misses for one image and variant sign
-// once.
+type entry struct {
+	url  *URL
+	cost int64
+}
+
+// Signer hands out delivery URLs from an LRU cache bounded in bytes, signing
+// on a miss. It is safe for concurrent use; concurrent misses for one image
+// and variant sign once.
 type Signer struct {
-	base   string // DeliveryURL + "/" + AccountHash + "/"
-	key    []byte
-	window Window
-	onSign func()
-	cache  *lru.Cache[cacheKey, *URL]
-	flight singleflight.Group
+	base    string // DeliveryURL + "/" + AccountHash + "/"
+	key     []byte
+	window  Window
+	onSign  func()
+	onEvict func()
+	flight  singleflight.Group
+
+	mu         sync.Mutex // guards lru and bytes
+	lru        *simplelru.LRU[cacheKey, entry]
+	bytes      int64
+	maxBytes   int64
+	maxEntries int
 }
 
 // New returns a Signer for cfg.
@@ -81,22 +80,25 @@ func New(cfg Config) (*Signer, error) {
 	if len(cfg.Key) == 0 {
 		return nil, errors.New("signing key is empty")
 	}
-	if cfg.Size <= 0 {
-		return nil, errors.New("cache size must be positive")
+	if cfg.MaxBytes < 0 || cfg.MaxEntries < 0 {
+		return nil, errors.New("cache size must not be negative")
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = DefaultMaxBytes
 	}
 	s := &Signer{
-		base:   strings.TrimSuffix(cfg.DeliveryURL, "/") + "/" + cfg.AccountHash + "/",
-		key:    cfg.Key,
-		window: cfg.Window,
-		onSign: cfg.OnSign,
+		base:       strings.TrimSuffix(cfg.DeliveryURL, "/") + "/" + cfg.AccountHash + "/",
+		key:        cfg.Key,
+		window:     cfg.Window,
+		onSign:     cfg.OnSign,
+		onEvict:    cfg.OnEvict,
+		maxBytes:   cfg.MaxBytes,
+		maxEntries: cfg.MaxEntries,
 	}
-	onEvict := cfg.OnEvict
+	// The LRU's own count bound is never reached: add evicts by bytes and
+	// by maxEntries itself, so that it knows each evicted entry's cost.
 	var err error
-	s.cache, err = lru.NewWithEvict(cfg.Size, func(_ cacheKey, _ *URL) {
-		if onEvict != nil {
-			onEvict()
-		}
-	})
+	s.lru, err = simplelru.NewLRU[cacheKey, entry](int(^uint(0)>>1), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -108,23 +110,56 @@ func New(cfg Config) (*Signer, error) {
 // be valid (see package imageref).
 func (s *Signer) URL(id, variant string, public bool, now time.Time) (u *URL, hit bool) {
 	k := cacheKey{id, variant}
-	if u, ok := s.cache.Get(k); ok && !now.After(u.FreshUntil) {
-		return u, true
+	s.mu.Lock()
+	e, ok := s.lru.Get(k)
+	s.mu.Unlock()
+	if ok && !now.After(e.url.FreshUntil) {
+		return e.url, true
 	}
 	v, _, _ := s.flight.Do(id+"\x00"+variant, func() (any, error) {
 		// Another caller may have filled the entry while this one waited.
-		if u, ok := s.cache.Peek(k); ok && !now.After(u.FreshUntil) {
-			return u, nil
+		s.mu.Lock()
+		e, ok := s.lru.Peek(k)
+		s.mu.Unlock()
+		if ok && !now.After(e.url.FreshUntil) {
+			return e.url, nil
 		}
 		u := s.make(id, variant, public, now)
-		s.cache.Add(k, u)
+		s.add(k, u)
 		return u, nil
 	})
 	return v.(*URL), false
 }
 
-// Len returns the number of cached URLs.
-func (s *Signer) Len() int { return s.cache.Len() }
+// add caches u under k, then evicts least recently used URLs until the
+// cache is within its budget again.
+func (s *Signer) add(k cacheKey, u *URL) {
+	// The cache keeps its own copies of the key's strings: the caller's may
+	// be slices of a larger request path, which would stay alive unaccounted.
+	k = cacheKey{strings.Clone(k.id), strings.Clone(k.variant)}
+	cost := entryBytes(k.id, k.variant, u.String)
+	evicted := 0
+	s.mu.Lock()
+	if old, ok := s.lru.Peek(k); ok {
+		s.bytes -= old.cost // a stale URL replaced in place
+	}
+	s.lru.Add(k, entry{u, cost})
+	s.bytes += cost
+	for s.bytes > s.maxBytes || s.maxEntries > 0 && s.lru.Len() > s.maxEntries {
+		_, old, ok := s.lru.RemoveOldest()
+		if !ok {
+			break
+		}
+		s.bytes -= old.cost
+		evicted++
+	}
+	s.mu.Unlock()
+	if s.onEvict != nil {
+		for range evicted {
+			s.onEvict()
+		}
+	}
+}
 
 func (s *Signer) make(id, variant string, public bool, now time.Time) *URL {
 	exp, fresh := s.window.Expiry(now)
@@ -141,8 +176,7 @@ func (s *Signer) make(id, variant string, public bool, now time.Time) *URL {
 		}
 	}
 	u.Location = []string{u.String}
-	u.JSON = urlJSON(u.String, exp)
-	sum := sha256.Sum256(u.JSON)
+	sum := sha256.Sum256(u.JSON())
 	u.ETag = []string{`"` + hex.EncodeToString(sum[:12]) + `"`}
 	return u
 }
@@ -153,18 +187,4 @@ func pathStart(u string) int {
 	i := strings.Index(u, "://")
 	j := strings.IndexByte(u[i+3:], '/')
 	return i + 3 + j
-}
-
-// urlJSON is the body a client that asked for JSON receives. HTML escaping
-// is off so the URL reads as it is ("&", not "\u0026").
-func urlJSON(url string, exp time.Time) []byte {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(struct {
-		URL       string `json:"url"`
-		Expires   int64  `json:"expires"`
-		ExpiresAt string `json:"expires_at"`
-	}{url, exp.Unix(), exp.UTC().Format(time.RFC3339)})
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }

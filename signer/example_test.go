@@ -35,7 +35,7 @@ func ExampleSigner_URL() {
 		AccountHash: "acc",
 		Key:         []byte("k3y"),
 		Window:      signer.Window{Size: time.Hour, MinRemaining: 5 * time.Minute},
-		Size:        1000,
+		MaxBytes:    1 << 20, // 1 MiB: about 1,700 URLs of UUID images
 	})
 	if err != nil {
 		panic(err)
