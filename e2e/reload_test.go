@@ -178,7 +178,7 @@ func TestReloadUnderTraffic(t *testing.T) {
 	// account hash and window.
 	want, err := signer.New(signer.Config{
 		DeliveryURL: "http://127.0.0.1:1", AccountHash: testHash, Key: []byte(testKey),
-		Window: reloadWindow, Size: 200,
+		Window: reloadWindow,
 	})
 	if err != nil {
 		t.Fatal(err)
