@@ -66,7 +66,7 @@ type RevocationStore struct {
 	// subscription is lost, or its first attempt fails. It must not block.
 	OnDisconnect func()
 	// OnLoad, if set before Start, is called after each load of the whole
-	// set with the number of entries applied, or the error that will make
+	// set, once its entries are applied, with their number, or the error that will make
 	// the store resubscribe and load again. It must not block.
 	OnLoad func(n int, err error)
 
@@ -238,6 +238,9 @@ func (s *RevocationStore) run(ctx context.Context, set *session.Revocations) {
 			// Subscribed first, loaded second: an entry saved in between
 			// arrives as a message, so none falls in a gap.
 			revs, err := s.Load(ctx)
+			if err == nil {
+				set.Apply(revs...)
+			}
 			if s.OnLoad != nil {
 				s.OnLoad(len(revs), err)
 			}
@@ -248,7 +251,6 @@ func (s *RevocationStore) run(ctx context.Context, set *session.Revocations) {
 				ps = s.subscribe(ctx) // confirmed again, then loaded again
 				continue
 			}
-			set.Apply(revs...)
 			lost = false
 			backoff = revocationsMinBackoff
 		case *redis.Message:
