@@ -110,7 +110,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "min_remaining":
 			h.MinRemaining, err = caddyargs.Duration(d)
 		case "cache_size":
-			h.CacheSize, err = caddyargs.Int(d, 1, "entries")
+			var v string
+			if v, err = caddyargs.One(d); err == nil {
+				var size URLCacheSize
+				if size, err = parseURLCacheSize(v); err != nil {
+					err = d.Err(err.Error())
+				}
+				h.CacheSize = &size
+			}
 		case "session":
 			h.SessionRaw, err = guestModule(d, h.SessionRaw, sessionsNamespace, "method")
 		case "authorize":

@@ -37,7 +37,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		Prefix: "/media", AccountHash: "{env.CF_ACCOUNT_HASH}", SigningKey: "{env.CF_IMAGES_KEY}",
 		DeliveryURL: "http://127.0.0.1:8787", Variants: []string{"public", "thumbnail", "hero"},
 		PublicVariants: []string{"avatar"}, Window: caddy.Duration(2 * time.Hour),
-		MinRemaining: caddy.Duration(10 * time.Minute), CacheSize: 5000, Mode: "redirect",
+		MinRemaining: caddy.Duration(10 * time.Minute), CacheSize: &URLCacheSize{Entries: 5000}, Mode: "redirect",
 		SessionRaw: sessionJSON("none", NoSession{}),
 	}
 	if !reflect.DeepEqual(h, want) {

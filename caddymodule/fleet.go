@@ -172,7 +172,17 @@ func openFleet(o fleet.Options, purgeKey []byte) (*fleetConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	fleetMetrics.up.Set(1)
+	// Ask once now, so that an unreachable Redis is in the log at start
+	// rather than at the first request that needs it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := c.Ping(ctx); err != nil {
+		fleetMetrics.up.Set(0)
+		logger.Warn("redis unreachable at start: serving from memory and upstream, limiting per replica, until it answers",
+			zap.Strings("redis", c.Addrs()), zap.Error(err))
+	} else {
+		fleetMetrics.up.Set(1)
+	}
 	f := &fleetConn{client: c, handlers: newHandlerSet()}
 	f.purger = fleet.NewPurger(c, c.Channel(fleet.PurgeChannelName), purgeKey, f.purgeMemory)
 	f.purger.OnRejected = countRedisRejected

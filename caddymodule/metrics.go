@@ -3,7 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"net/http"
-	"runtime/debug"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/seed-a64a90cf/imagegate/caddymodule/internal/provision"
+	"github.com/seed-a64a90cf/imagegate/internal/buildinfo"
 	"github.com/seed-a64a90cf/imagegate/config"
 	"github.com/seed-a64a90cf/imagegate/session"
 )
@@ -171,23 +172,12 @@ var metrics = struct {
 
 // moduleVersion is imagegate's module version, "unknown" in a build
 // without module information; it names the upstream User-Agent too.
-var moduleVersion = "unknown"
+// moduleVersion is imagegate's own version (internal/buildinfo), sent
+// upstream in proxy mode's User-Agent and exported in imagegate_build_info.
+var moduleVersion = buildinfo.Version()
 
 func init() {
-	version, goVersion := "unknown", "unknown"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		goVersion = bi.GoVersion
-		for _, m := range bi.Deps {
-			if m.Path == "github.com/seed-a64a90cf/imagegate" {
-				version = m.Version
-			}
-		}
-		if bi.Main.Path == "github.com/seed-a64a90cf/imagegate" {
-			version = bi.Main.Version
-		}
-	}
-	moduleVersion = version
-	metrics.buildInfo.WithLabelValues(version, goVersion).Set(1)
+	metrics.buildInfo.WithLabelValues(moduleVersion, runtime.Version()).Set(1)
 }
 
 // metricsInUse and redisMetricsInUse say which collectors the running

@@ -13,8 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
@@ -97,9 +99,11 @@ type Handler struct {
 	// Default: 5m.
 	MinRemaining caddy.Duration `json:"min_remaining,omitempty"`
 
-	// CacheSize is the number of signed URLs kept in the LRU cache.
-	// Default: 100000.
-	CacheSize int `json:"cache_size,omitempty"`
+	// CacheSize bounds the signed-URL cache: a size of heap such as
+	// `64MiB`, or a count of URLs (the form older configs use; the cache
+	// then also stays within 64MiB). Default: 64MiB, about 88,000 URLs of
+	// UUID ids.
+	CacheSize *URLCacheSize `json:"cache_size,omitempty"`
 
 	// Mode is how the image is delivered: `redirect` (the default) answers
 	// 302 to the signed URL; `proxy` fetches the image and sends its bytes,
@@ -297,7 +301,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		AccountHash: cfg.AccountHash,
 		Key:         cfg.SigningKey,
 		Window:      cfg.Window,
-		Size:        cfg.CacheSize,
+		MaxBytes:    h.CacheSize.bytes(),
+		MaxEntries:  h.CacheSize.entries(),
 		OnSign:      metrics.signatures.Inc,
 		OnEvict:     metrics.cacheEvictions.Inc,
 	})
@@ -322,7 +327,6 @@ func (h *Handler) gatewayConfig(r *provision.Resolver, app *App) config.Gateway 
 		Variants:       h.Variants,
 		PublicVariants: h.PublicVariants,
 		Window:         signer.Window{Size: time.Duration(h.Window), MinRemaining: time.Duration(h.MinRemaining)},
-		CacheSize:      h.CacheSize,
 		Mode:           h.Mode,
 	}
 	key, keyFile := h.SigningKey, h.SigningKeyFile
@@ -474,7 +478,7 @@ func (h *Handler) apiClient() (*cfapi.Client, error) {
 // logStart logs the effective configuration, with the key as a
 // fingerprint, and warns about risky choices.
 func (h *Handler) logStart() {
-	h.logger.Info("cf_images ready",
+	fields := []zap.Field{
 		zap.String("prefix", h.cfg.Prefix),
 		zap.String("delivery_url", h.cfg.DeliveryURL),
 		zap.String("account_hash", h.cfg.AccountHash),
@@ -483,15 +487,34 @@ func (h *Handler) logStart() {
 		zap.Strings("public_variants", h.cfg.PublicVariants),
 		zap.Duration("window", h.cfg.Window.Size),
 		zap.Duration("min_remaining", h.cfg.Window.MinRemaining),
-		zap.Int("cache_size", h.cfg.CacheSize),
+		zap.String("url_cache", h.urlCacheSize()),
 		zap.String("mode", h.cfg.Mode),
 		zap.String("session", h.method.CaddyModule().ID.Name()),
-	)
+		zap.String("authorize", h.authorizer.CaddyModule().ID.Name()),
+	}
+	if h.mem != nil {
+		fields = append(fields, zap.String("byte_cache", humanize.IBytes(uint64(h.Proxy.cacheSize()))))
+	}
+	if h.fleet != nil {
+		fields = append(fields, zap.Strings("redis", h.fleet.client.Addrs()))
+	}
+	h.logger.Info("cf_images ready", fields...)
 	warnLiteralSecret(h.logger, "signing_key", h.SigningKey)
 	warnLiteralSecret(h.logger, "api_token", h.APIToken)
 	for _, w := range h.cfg.Warnings() {
 		h.logger.Warn(w)
 	}
+}
+
+// urlCacheSize describes the signed-URL cache's bound for the start line.
+func (h *Handler) urlCacheSize() string {
+	switch {
+	case h.CacheSize.entries() > 0:
+		return strconv.Itoa(h.CacheSize.entries()) + " URLs, at most " + humanize.IBytes(signer.DefaultMaxBytes)
+	case h.CacheSize.bytes() > 0:
+		return humanize.IBytes(uint64(h.CacheSize.bytes()))
+	}
+	return humanize.IBytes(signer.DefaultMaxBytes)
 }
 
 // warnLiteralSecret warns when a secret is written into the config itself

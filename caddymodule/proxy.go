@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -152,7 +153,7 @@ func (h *Handler) provisionProxy() error {
 		StaleIfError: orOff(pc.StaleIfError, defaultStaleIfError),
 		NegativeTTL:  orOff(pc.NegativeTTL, defaultNegativeTTL),
 		Timeout:      time.Duration(pc.Timeout),
-		UserAgent:    "imagegate/" + moduleVersion,
+		UserAgent:    "imagegate/" + strings.Trim(moduleVersion, "()"),
 		Observer:     &proxyObserver{variants: h.variants, logger: h.logger},
 		Leases:       leases,
 		Admit:        admitFetch(fetches),

@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/seed-a64a90cf/imagegate/imageref"
+	acceptpkg "github.com/seed-a64a90cf/imagegate/internal/accept"
 	"github.com/seed-a64a90cf/imagegate/internal/httpcond"
 	"github.com/seed-a64a90cf/imagegate/session"
 	"github.com/seed-a64a90cf/imagegate/signer"
@@ -92,11 +93,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	default:
 		out = outcomeJSON
 		hdr["Content-Type"] = contentJSON
-		hdr["Content-Length"] = []string{strconv.Itoa(len(u.JSON))}
+		body := u.JSON()
+		hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
 		hdr["Etag"] = u.ETag
 		w.WriteHeader(http.StatusOK)
 		if r.Method != http.MethodHead {
-			_, _ = w.Write(u.JSON)
+			_, _ = w.Write(body)
 		}
 	}
 	setOutcome(r, out)
@@ -240,26 +242,7 @@ func (h *Handler) stripPrefix(p string) (string, bool) {
 	return "", false // "/imgfoo" is not under "/img"
 }
 
-// wantsJSON reports whether an Accept header lists application/json with a
-// non-zero quality. Browsers loading images never do; mobile and SPA
-// clients ask for it.
-func wantsJSON(accept string) bool {
-	for accept != "" {
-		var part string
-		part, accept, _ = strings.Cut(accept, ",")
-		mt, params, _ := strings.Cut(part, ";")
-		if !strings.EqualFold(strings.TrimSpace(mt), "application/json") {
-			continue
-		}
-		for params != "" {
-			var p string
-			p, params, _ = strings.Cut(params, ";")
-			if k, v, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(k, "q") {
-				q, err := strconv.ParseFloat(v, 64)
-				return err == nil && q > 0
-			}
-		}
-		return true
-	}
-	return false
-}
+// wantsJSON reports whether an Accept header names application/json with
+// a weight above 0 (internal/accept's rules). Browsers loading images
+// never do; mobile and SPA clients ask for it.
+func wantsJSON(accept string) bool { return acceptpkg.Accepts(accept, "application/json") }

@@ -23,7 +23,6 @@ const (
 	DefaultDeliveryURL  = "https://imagedelivery.net"
 	DefaultWindow       = time.Hour
 	DefaultMinRemaining = 5 * time.Minute
-	DefaultCacheSize    = 100_000
 	ModeRedirect        = "redirect"
 	ModeProxy           = "proxy"
 )
@@ -38,7 +37,6 @@ type Gateway struct {
 	Variants       []string
 	PublicVariants []string
 	Window         signer.Window
-	CacheSize      int
 	Mode           string
 
 	// Unresolved names the settings whose placeholders or files failed to
@@ -60,9 +58,6 @@ func (g *Gateway) SetDefaults() {
 	}
 	if g.Window.MinRemaining == 0 {
 		g.Window.MinRemaining = DefaultMinRemaining
-	}
-	if g.CacheSize == 0 {
-		g.CacheSize = DefaultCacheSize
 	}
 	if g.Mode == "" {
 		g.Mode = ModeRedirect
@@ -94,9 +89,6 @@ func (g *Gateway) Validate() error {
 	errs = append(errs, validateVariants(g.Variants, g.PublicVariants)...)
 	if err := g.Window.Validate(); err != nil {
 		errs = append(errs, err)
-	}
-	if g.CacheSize < 1 {
-		add("cache_size: must be at least 1")
 	}
 	if g.Mode != ModeRedirect && g.Mode != ModeProxy {
 		add("mode: %q is not supported; use redirect or proxy", g.Mode)

@@ -19,7 +19,7 @@ func valid() Gateway {
 func TestDefaults(t *testing.T) {
 	g := valid()
 	if g.Prefix != "/img" || g.DeliveryURL != "https://imagedelivery.net" || g.Window.Size != time.Hour ||
-		g.Window.MinRemaining != 5*time.Minute || g.CacheSize != 100000 || g.Mode != "redirect" {
+		g.Window.MinRemaining != 5*time.Minute || g.Mode != "redirect" {
 		t.Fatalf("defaults: %+v", g)
 	}
 	if err := g.Validate(); err != nil {
@@ -48,7 +48,6 @@ func TestValidateMessages(t *testing.T) {
 		{func(g *Gateway) { g.Variants = []string{"w=400"} }, `variants: "w=400" is not a named variant`},
 		{func(g *Gateway) { g.PublicVariants = []string{"public"} }, `public_variants: "public" is already listed in variants`},
 		{func(g *Gateway) { g.Prefix = "img" }, "prefix: must be a path starting with '/'"},
-		{func(g *Gateway) { g.CacheSize = -1 }, "cache_size: must be at least 1"},
 		{func(g *Gateway) { g.Mode = "stream" }, `mode: "stream" is not supported; use redirect or proxy`},
 	} {
 		g := valid()

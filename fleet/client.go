@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -34,7 +35,8 @@ var (
 // concurrent use.
 type Client struct {
 	rdb     redis.UniversalClient
-	prefix  string // Options.KeyPrefix
+	addrs   []string // host:port of each URL, for logs: never a password
+	prefix  string   // Options.KeyPrefix
 	timeout time.Duration
 	br      *breaker
 	onOp    func(op string, d time.Duration, err error)
@@ -51,6 +53,7 @@ func Open(o Options) (*Client, error) {
 	o = o.withDefaults()
 	return &Client{
 		rdb:     redis.NewUniversalClient(ro),
+		addrs:   slices.Clone(ro.Addrs),
 		prefix:  o.KeyPrefix,
 		timeout: o.Timeout,
 		br:      newBreaker(o.FailureThreshold, o.CoolDown, o.OnStateChange),
@@ -68,6 +71,16 @@ func (c *Client) Key(parts ...string) string {
 // Channel returns the Pub/Sub channel called name under the client's key
 // prefix.
 func (c *Client) Channel(name string) string { return c.prefix + name }
+
+// Addrs returns the addresses (host:port) the client was given: nodes,
+// seeds or Sentinels. They hold no password, so they may be logged.
+func (c *Client) Addrs() []string { return slices.Clone(c.addrs) }
+
+// Ping asks Redis once, within the client's timeout, through the breaker:
+// a gateway pings at start to warn at once when Redis is unreachable.
+func (c *Client) Ping(ctx context.Context) error {
+	return c.do(ctx, OpGet, func(ctx context.Context) error { return c.rdb.Ping(ctx).Err() })
+}
 
 // Up reports whether the circuit breaker is closed, i.e. calls reach
 // Redis. An open breaker closes only when a call probes Redis, so Up stays

@@ -22,7 +22,7 @@ func TestBucketOf(t *testing.T) {
 		{"refusal after other params", "image/avif;x=1;q=0", FormatOriginal},
 		{"low q still accepts", "image/avif;q=0.001", FormatAVIF},
 		{"q=1", "image/webp;q=1", FormatWebP},
-		{"malformed q accepts", "image/avif;q=abc", FormatAVIF},
+		{"malformed q counts for nothing", "image/avif;q=abc", FormatOriginal},
 		{"case and spaces", "  IMAGE/AVIF ;Q=0.5", FormatAVIF},
 		{"prefix is not a match", "image/avifx,image/webpz", FormatOriginal},
 		{"q=0 on wildcard does not matter", "image/webp,*/*;q=0", FormatWebP},
