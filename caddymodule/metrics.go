@@ -11,8 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/seed-a64a90cf/imagegate/caddymodule/internal/provision"
-	"github.com/seed-a64a90cf/imagegate/internal/buildinfo"
 	"github.com/seed-a64a90cf/imagegate/config"
+	"github.com/seed-a64a90cf/imagegate/internal/buildinfo"
 	"github.com/seed-a64a90cf/imagegate/session"
 )
 

@@ -214,6 +214,7 @@ type Handler struct {
 	browserMaxAge  time.Duration
 	now            func() time.Time
 	logger         *zap.Logger
+	deps           dependencyLog // when each dependency was last warned about
 }
 
 // RateLimit is a budget of Events per Window for each caller.

@@ -208,6 +208,9 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request, vs *variant
 		case http.StatusGatewayTimeout:
 			out = outcomeUpstreamTimeout
 		}
+		if ue.Status >= http.StatusBadGateway {
+			h.warnDependency("upstream", "fetching images from the delivery URL failed", ue)
+		}
 		if ue.SignatureRefused {
 			metrics.signingFailures.Inc()
 			h.logger.Error("Cloudflare refused a delivery URL's signature: is signing_key a current key of the account?",

@@ -162,7 +162,11 @@ func (h *Handler) denial(w http.ResponseWriter, d session.Decision) (outcome, er
 		if c := h.gate.Challenge(); c != nil {
 			hdr["Www-Authenticate"] = c
 		}
-	case session.Limited, session.Unavailable:
+	case session.Unavailable:
+		hdr["Retry-After"] = []string{retryAfter(d.RetryAfter)}
+		h.warnDependency(h.method.CaddyModule().ID.Name()+" session or "+h.authorizer.CaddyModule().ID.Name()+" policy",
+			"a dependency of the session check failed: refusing with 503 until it answers", d.Err)
+	case session.Limited:
 		hdr["Retry-After"] = []string{retryAfter(d.RetryAfter)}
 	}
 	err := d.Err

@@ -22,17 +22,15 @@ type uploader struct {
 	ownerField string
 	api        *cfapi.Client
 	limiter    limit.Limiter
-	results    map[string]prometheus.Counter
+	verdicts   [session.Limited + 1]prometheus.Counter // refusals, by verdict
+	issued     prometheus.Counter
+	failed     prometheus.Counter // the API refused or failed
+	badMethod  prometheus.Counter
 }
-
-// Upload results: the `result` label of imagegate_upload_urls_total. A
-// refused session verdict counts under the verdict's name.
-var uploadResults = []string{"issued", "unauthenticated", "forbidden", "unavailable", "limited", "upstream_error", "method_not_allowed"}
 
 var (
 	allowPOST       = []string{"POST"}
 	errUploadFailed = errors.New("the image service did not issue an upload URL")
-	errUploadLimit  = errors.New("upload limit reached")
 )
 
 // provisionUploads turns uploads on when upload_path is set.
@@ -59,10 +57,13 @@ func (h *Handler) provisionUploads() error {
 		ownerField: h.uploadOwnerField(),
 		api:        api,
 		limiter:    h.limiter("upload", h.uploadLimit()),
-		results:    map[string]prometheus.Counter{},
+		issued:     metrics.uploadURLs.WithLabelValues("issued"),
+		failed:     metrics.uploadURLs.WithLabelValues("upstream_error"),
+		badMethod:  metrics.uploadURLs.WithLabelValues("method_not_allowed"),
 	}
-	for _, res := range uploadResults {
-		u.results[res] = metrics.uploadURLs.WithLabelValues(res)
+	// The result label of a refusal is its verdict's name.
+	for v := session.Unauthenticated; v <= session.Limited; v++ {
+		u.verdicts[v] = metrics.uploadURLs.WithLabelValues(v.String())
 	}
 	h.uploads = u
 	return nil
@@ -76,40 +77,44 @@ func (h *Handler) provisionUploads() error {
 func (u *uploader) serve(w http.ResponseWriter, r *http.Request, h *Handler) error {
 	if r.Method != http.MethodPost {
 		w.Header()["Allow"] = allowPOST
-		u.results["method_not_allowed"].Inc()
+		u.badMethod.Inc()
 		return refusal(w, r, outcomeMethodNotAllowed, errMethod)
 	}
 	start := time.Now()
 	d := h.gate.Upload(r)
 	h.checks.observe(d, time.Since(start))
+	if d.Verdict == session.Allowed {
+		// Checks after the gate decide by the gate's rules: over the
+		// caller's limit is Limited, the API's rate limit Unavailable, each
+		// with its Retry-After.
+		if res := u.limiter.Allow(r.Context(), d.Identity.Subject); !res.Allowed {
+			d = session.Decide(d.Identity, &session.LimitedError{RetryAfter: res.RetryAfter})
+		}
+	}
+	var id, uploadURL string
+	if d.Verdict == session.Allowed {
+		var err error
+		id, uploadURL, err = u.api.DirectUpload(r.Context(), cfapi.DirectUploadRequest{
+			Metadata: map[string]any{u.ownerField: d.Identity.Subject},
+			Creator:  d.Identity.Subject,
+		})
+		switch {
+		case errors.Is(err, cfapi.ErrRateLimited):
+			d = session.Decide(d.Identity, err)
+		case err != nil:
+			u.failed.Inc()
+			// The API error may describe the account; log it, answer briefly.
+			h.warnDependency("cloudflare_api", "direct upload failed", err)
+			return refusal(w, r, outcomeUpstreamError, errUploadFailed)
+		}
+	}
 	if d.Verdict != session.Allowed {
-		u.results[d.Verdict.String()].Inc()
+		u.verdicts[d.Verdict].Inc()
 		out, err := h.denial(w, d)
 		return refusal(w, r, out, err)
 	}
 	caller := d.Identity.Subject
-	if res := u.limiter.Allow(r.Context(), caller); !res.Allowed {
-		u.results["limited"].Inc()
-		w.Header()["Retry-After"] = []string{retryAfter(res.RetryAfter)}
-		return refusal(w, r, outcomeLimited, errUploadLimit)
-	}
-	id, uploadURL, err := u.api.DirectUpload(r.Context(), cfapi.DirectUploadRequest{
-		Metadata: map[string]any{u.ownerField: caller},
-		Creator:  caller,
-	})
-	if rl, ok := errors.AsType[*cfapi.RateLimitError](err); ok {
-		// Cloudflare asked us to wait: so must the caller.
-		u.results["unavailable"].Inc()
-		w.Header()["Retry-After"] = []string{retryAfter(rl.RetryAfter)}
-		return refusal(w, r, outcomeUnavailable, err)
-	}
-	if err != nil {
-		u.results["upstream_error"].Inc()
-		// The API error may describe the account; log it, answer briefly.
-		h.logger.Warn("direct upload failed", zap.Error(err), zap.String("subject", subjectHashes.Hash(caller)))
-		return refusal(w, r, outcomeUpstreamError, errUploadFailed)
-	}
-	u.results["issued"].Inc()
+	u.issued.Inc()
 	body, _ := json.Marshal(struct {
 		ID        string `json:"id"`
 		UploadURL string `json:"uploadURL"`

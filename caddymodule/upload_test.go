@@ -224,7 +224,8 @@ func TestUploadRefusalsCountedOnce(t *testing.T) {
 		{"POST", "broken", 503, "unavailable", "unavailable"},
 		{"GET", "alice", 405, "method_not_allowed", ""},
 	} {
-		uploads := snapshot(func(l string) prometheus.Counter { return metrics.uploadURLs.WithLabelValues(l) }, uploadResults...)
+		uploads := snapshot(func(l string) prometheus.Counter { return metrics.uploadURLs.WithLabelValues(l) },
+			"issued", "unauthenticated", "forbidden", "unavailable", "limited", "upstream_error", "method_not_allowed")
 		checks := snapshot(func(l string) prometheus.Counter { return metrics.sessionChecks.WithLabelValues("introspect", l) },
 			"allowed", "unauthenticated", "forbidden", "unavailable", "limited")
 		other := otherRequests(t)

@@ -165,6 +165,12 @@ func (g *Gate) Challenge() []string { return g.challenge }
 // it as a header value, don't modify it.
 func (g *Gate) Vary() []string { return g.vary }
 
+// Decide maps an error of a check made after the Gate's (an upload's
+// per-caller limit, the Cloudflare API call it makes) to its decision, by
+// the same rules as the Gate's own: a *LimitedError is Limited with its
+// Retry-After, the API's rate limit is Unavailable with the API's.
+func Decide(id Identity, err error) Decision { return decide(id, Outcome{}, err) }
+
 // decide maps the result of a check to its decision.
 func decide(id Identity, o Outcome, err error) Decision {
 	d := Decision{Verdict: Classify(err), Identity: id, CacheHit: o.CacheHit, Err: err}
