@@ -1,8 +1,10 @@
 // Package fleet lets several imagegate gateways share state through Redis:
 // a second byte-cache tier behind each replica's memory tier (ByteTier), a
 // rate limiter whose budget is counted once for the whole fleet (Limiter),
-// and a purge fan-out so one replica's purge reaches every replica's memory
-// tier (Purger).
+// a purge fan-out so one replica's purge reaches every replica's memory
+// tier (Purger), fill leases so the fleet fetches each object once
+// (Leases), and the revocation set every replica refuses callers by
+// (RevocationStore).
 //
 // # The Redis that ops run
 //
@@ -35,12 +37,25 @@
 // entries). Opening a Client does not contact Redis, so a gateway starts
 // without it.
 //
+// # Redis holds data, not trust
+//
+// Anyone who can write to the Redis could put bytes under a predictable
+// key. So every stored object and every purge and "filled" message carries
+// an HMAC-SHA256 under a key the caller derives from the signing key, which
+// Redis never sees; a value whose length (checked inside Redis, before it
+// is sent), MAC or image type fails is a miss: deleted, reported to
+// OnRejected, never served. Leases save fetches and are never needed for a
+// correct answer: a holder that dies costs its waiters one lease time.
+//
 // # What Redis holds
 //
-// Authorization never depends on Redis: nothing stored there decides who may
-// see an image. Keys hold only an account hash, an image ID, a variant name
-// and an output-format bucket; limiter keys hold a hash of the subject, never
-// the subject itself; no user, session, token or signed URL is stored.
+// Authorization never depends on Redis: nothing stored there admits a
+// caller. Image keys hold only an account hash, an image ID, a variant name
+// and an output-format bucket; limiter keys hold a keyed hash of the
+// subject, never the subject itself; no token or signed URL is stored. The
+// revocation set holds revoked subjects, session ids and token ids as they
+// are: they can only refuse callers, so a Redis an attacker writes to can
+// lock users out, never let anyone in.
 //
 // The byte tier does store image bodies, and those are private images: an
 // attacker who can read Redis can read them. Protect Redis as you would the
