@@ -1,8 +1,10 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"math"
 	"strconv"
+	"strings"
 
 	"github.com/dustin/go-humanize"
 
@@ -10,23 +12,61 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/seed-a64a90cf/imagegate/caddymodule/internal/caddyargs"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("cf_images", parseCaddyfile)
+	httpcaddyfile.RegisterDirective("cf_images", parseDirective)
 	// After forward_auth, so Caddy's authentication handlers (basic_auth,
 	// forward_auth) have run and set {http.auth.user.*}; before
 	// reverse_proxy and file_server, which must not see gateway paths.
 	httpcaddyfile.RegisterDirectiveOrder("cf_images", httpcaddyfile.After, "forward_auth")
 }
 
-func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+// parseDirective reads the directive as Caddy's handler directives are
+// read, and also lets a single path matcher `<path>/*` stand for the
+// prefix: `cf_images /photos/* { … }` serves /photos/<id>/<variant>
+// without also writing `prefix /photos`.
+func parseDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	if !h.Next() {
+		return nil, h.ArgErr()
+	}
+	matcherSet, err := h.ExtractMatcherSet()
+	if err != nil {
+		return nil, err
+	}
+	m, err := parseCaddyfile(h)
+	if err != nil {
+		return nil, err
+	}
+	if m.Prefix == "" {
+		m.Prefix = prefixOfMatcher(matcherSet)
+	}
+	return h.NewRoute(matcherSet, m), nil
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (*Handler, error) {
 	m := new(Handler)
 	err := m.UnmarshalCaddyfile(h.Dispenser)
 	return m, err
+}
+
+// prefixOfMatcher returns "/photos" for a matcher that is exactly the path
+// pattern "/photos/*", and "" for anything else.
+func prefixOfMatcher(set caddy.ModuleMap) string {
+	if len(set) != 1 || set["path"] == nil {
+		return ""
+	}
+	var paths []string
+	if json.Unmarshal(set["path"], &paths) != nil || len(paths) != 1 {
+		return ""
+	}
+	p, ok := strings.CutSuffix(paths[0], "/*")
+	if !ok || !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "*?[{") {
+		return ""
+	}
+	return p
 }
 
 // UnmarshalCaddyfile implements caddyfile.Unmarshaler. Syntax:

@@ -24,7 +24,7 @@ type dependencyLog struct {
 // dependencyLogInterval for each dependency.
 func (h *Handler) warnDependency(dependency, msg string, err error) {
 	now := time.Now()
-	d := &h.deps
+	d := h.deps
 	d.mu.Lock()
 	if d.last == nil {
 		d.last = map[string]time.Time{}

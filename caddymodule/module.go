@@ -214,7 +214,7 @@ type Handler struct {
 	browserMaxAge  time.Duration
 	now            func() time.Time
 	logger         *zap.Logger
-	deps           dependencyLog // when each dependency was last warned about
+	deps           *dependencyLog // when each dependency was last warned about
 }
 
 // RateLimit is a budget of Events per Window for each caller.
@@ -256,6 +256,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // reported at once.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.deps = &dependencyLog{}
 	if h.now == nil {
 		h.now = time.Now
 	}
