@@ -276,7 +276,7 @@ func (f *fleetRig) waitRedisKey(t *testing.T, id string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		keys, err := f.rdb.Keys(context.Background(), "imagegate:v1:img:*:"+id+":*").Result()
+		keys, err := f.rdb.Keys(context.Background(), "imagegate:v2:img:{*:"+id+"}:*").Result()
 		if err == nil && len(keys) > 0 {
 			return
 		}
@@ -417,7 +417,7 @@ func TestFleet(t *testing.T) {
 
 	// Byte-tier entries and the upload limit's key (which lives about an
 	// hour; the lookup limit's expire within milliseconds) must be there.
-	t.Run("e_redis_holds_no_secrets", func(t *testing.T) { f.scanRedis(t, "imagegate:v1:img", "imagegate:v1:limit") })
+	t.Run("e_redis_holds_no_secrets", func(t *testing.T) { f.scanRedis(t, "imagegate:v2:img", "imagegate:v1:limit") })
 
 	t.Run("c_redis_outage", func(t *testing.T) {
 		for _, r := range f.r {
@@ -503,7 +503,7 @@ func TestFleet(t *testing.T) {
 		}
 	})
 
-	t.Run("e_redis_holds_no_secrets_after_outage", func(t *testing.T) { f.scanRedis(t, "imagegate:v1:img") })
+	t.Run("e_redis_holds_no_secrets_after_outage", func(t *testing.T) { f.scanRedis(t, "imagegate:v2:img") })
 	t.Logf("TestFleet took %v", time.Since(began).Round(time.Millisecond))
 }
 
@@ -575,8 +575,8 @@ func (f *fleetRig) scanRedis(t *testing.T, want ...string) {
 	for iter.Next(ctx) {
 		key := iter.Val()
 		n++
-		if !strings.HasPrefix(key, "imagegate:v1:") {
-			t.Errorf("key %q is outside imagegate:v1:", key)
+		if !strings.HasPrefix(key, "imagegate:") {
+			t.Errorf("key %q is outside the key prefix imagegate:", key)
 		}
 		kind, err := f.rdb.Type(ctx, key).Result()
 		if err != nil {
