@@ -1,6 +1,8 @@
 package session
 
 import (
+	"hash/maphash"
+	"strings"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -59,4 +61,61 @@ func (c *ttlCache[K, V]) add(k K, v V, exp, now time.Time) {
 		return
 	}
 	c.lru.Add(k, ttlEntry[V]{v: v, exp: exp})
+}
+
+// tokenCache is a ttlCache of values per bearer credential (a token),
+// cheap enough to consult on every request. It is keyed by a 64-bit
+// maphash of the token under a random seed of its own (a few nanoseconds,
+// where SHA-256 of a token and the copy to hash it cost more than the rest
+// of the lookup), and each entry keeps the token itself: a hit compares
+// the whole token, so two tokens sharing a hash, by chance or chosen by
+// someone who learnt the seed, only evict each other. A caller never gets
+// the value stored for another token. A nil *tokenCache is disabled.
+//
+// Only verified tokens are stored, so its memory is the cached tokens'
+// own length (bounded by the authenticator's maximum token size) per
+// entry, plus the value.
+type tokenCache[V any] struct {
+	c    *ttlCache[uint64, tokenEntry[V]]
+	seed maphash.Seed
+	// hash is maphash.String; a test replaces it to force collisions.
+	hash func(maphash.Seed, string) uint64
+}
+
+type tokenEntry[V any] struct {
+	tok string
+	v   V
+}
+
+// newTokenCache returns a cache holding at most size entries (0 means
+// defaultCacheSize), or nil (disabled) when size is negative.
+func newTokenCache[V any](size int) *tokenCache[V] {
+	c := newTTLCache[uint64, tokenEntry[V]](size)
+	if c == nil {
+		return nil
+	}
+	return &tokenCache[V]{c: c, seed: maphash.MakeSeed(), hash: maphash.String}
+}
+
+// get returns the value stored for exactly tok if it is not expired at now.
+func (c *tokenCache[V]) get(tok string, now time.Time) (V, bool) {
+	var zero V
+	if c == nil {
+		return zero, false
+	}
+	e, ok := c.c.get(c.hash(c.seed, tok), now)
+	if !ok || e.tok != tok {
+		return zero, false
+	}
+	return e.v, true
+}
+
+// add stores v for tok until exp, replacing whatever shares tok's hash.
+// The cache keeps its own copy of tok: the caller's is usually a slice of
+// a request header, which would otherwise stay in memory with it.
+func (c *tokenCache[V]) add(tok string, v V, exp, now time.Time) {
+	if c == nil {
+		return
+	}
+	c.c.add(c.hash(c.seed, tok), tokenEntry[V]{tok: strings.Clone(tok), v: v}, exp, now)
 }

@@ -3,7 +3,6 @@ package session
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -60,8 +59,9 @@ type JWTConfig struct {
 	// also be an integer, as some providers use numeric user ids.
 	SubjectClaim string
 	// CacheSize bounds the verification cache (entries). A verified token
-	// is remembered, keyed by its SHA-256, until its exp, so repeated
-	// requests skip the signature check. Default 10000; negative disables.
+	// is remembered until its exp, so repeated requests skip the signature
+	// check; a hit compares the whole token. Default 10000; negative
+	// disables.
 	CacheSize int
 	// Revocations, if set, is consulted on every request, cached tokens
 	// included: a revoked subject, sid or jti is ErrRevoked.
@@ -83,7 +83,7 @@ type JWT struct {
 	subject   string
 	challenge string
 	vary      []string
-	cache     *ttlCache[[sha256.Size]byte, Identity]
+	cache     *tokenCache[Identity]
 	revoked   *Revocations
 	now       func() time.Time
 }
@@ -104,6 +104,10 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 	for _, s := range j.sources {
 		if (s.Cookie == "") == (s.Header == "") {
 			return nil, errors.New("sources: each token source names exactly one cookie or header")
+		}
+		if s.Cookie != "" && !validCookieName(s.Cookie) {
+			// No browser can send it, and net/http would never find it.
+			return nil, fmt.Errorf("sources: cookie name %q is not a valid cookie name", s.Cookie)
 		}
 		if strings.EqualFold(s.Header, "Authorization") {
 			j.challenge = "Bearer"
@@ -156,7 +160,7 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 	} else if leeway < 0 {
 		leeway = 0
 	}
-	j.cache = newTTLCache[[sha256.Size]byte, Identity](cfg.CacheSize)
+	j.cache = newTokenCache[Identity](cfg.CacheSize)
 	j.validate = []jwt.ParseOption{
 		jwt.WithValidate(true),
 		jwt.WithAcceptableSkew(leeway),
@@ -197,8 +201,7 @@ func (j *JWT) Authenticate(r *http.Request, _ Image) (Identity, Outcome, error) 
 		return Identity{}, Outcome{}, fmt.Errorf("%w: token larger than %d bytes", ErrUnauthenticated, j.maxSize)
 	}
 	now := j.now()
-	key := sha256.Sum256([]byte(tok))
-	if id, ok := j.cache.get(key, now); ok {
+	if id, ok := j.cache.get(tok, now); ok {
 		// A cached token is checked again: it may have been revoked since.
 		if err := j.revoked.Check(id); err != nil {
 			return Identity{}, Outcome{CacheHit: true}, err
@@ -211,7 +214,7 @@ func (j *JWT) Authenticate(r *http.Request, _ Image) (Identity, Outcome, error) 
 	}
 	// Never cache past exp: after it the token must be rejected even though
 	// the leeway would still accept it on a fresh check.
-	j.cache.add(key, id, exp, now)
+	j.cache.add(tok, id, exp, now)
 	if err := j.revoked.Check(id); err != nil {
 		return Identity{}, Outcome{}, err
 	}
@@ -222,8 +225,8 @@ func (j *JWT) Authenticate(r *http.Request, _ Image) (Identity, Outcome, error) 
 func (j *JWT) token(r *http.Request) string {
 	for _, s := range j.sources {
 		if s.Cookie != "" {
-			if c, err := r.Cookie(s.Cookie); err == nil && c.Value != "" {
-				return c.Value
+			if v, _ := cookieValue(r.Header, s.Cookie); v != "" {
+				return v
 			}
 			continue
 		}

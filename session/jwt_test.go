@@ -297,8 +297,8 @@ func TestJWTCache(t *testing.T) {
 			t.Fatalf("step %d: identity %+v", i, id)
 		}
 	}
-	// A tampered copy of a cached token is not a hit: the key is the hash
-	// of the whole token.
+	// A tampered copy of a cached token is not a hit: a hit compares the
+	// whole token.
 	bad := tok[:len(tok)-3] + "AAA"
 	if _, out, err := j.Authenticate(bearer(bad), Image{}); err == nil || out.CacheHit {
 		t.Fatalf("tampered token: hit=%v err=%v", out.CacheHit, err)
