@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,14 +20,15 @@ import (
 	"github.com/seed-a64a90cf/imagegate/signer"
 )
 
-// Header values shared by every response. Handlers and net/http only
-// replace header slices, never write into them, so sharing is safe.
-var (
-	contentJSON = []string{"application/json"}
-	allowGET    = []string{"GET, HEAD"}
-	noStore     = []string{"no-store"}
+// Header values shared by every response. Only the strings are shared: a
+// response gets slices of its own (headerSlab), since Caddy's deferred
+// header edits write into them.
+const (
+	contentJSON = "application/json"
+	allowGET    = "GET, HEAD"
+	noStore     = "no-store"
 	// privateNoCache makes a browser revalidate every view (browser_max_age 0).
-	privateNoCache = []string{"private, no-cache"}
+	privateNoCache = "private, no-cache"
 )
 
 // Refusals that are not a session's verdict. Their texts are fixed: nothing
@@ -53,7 +55,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header()["Allow"] = allowGET
+		w.Header()["Allow"] = []string{allowGET}
 		return h.refuse(w, r, otherState, outcomeMethodNotAllowed, errMethod)
 	}
 	ref, err := imageref.Parse(rest)
@@ -71,7 +73,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	now := h.now() // after the session check, which may have waited on the network
-	u, hit := h.stableURL(w, ref, vs, now)
+	slab := new(headerSlab)
+	u, hit := h.stableURL(w, slab, ref, vs, now)
 	if h.proxy != nil {
 		return h.serveProxy(w, r, vs, ref, u, d.Identity.Subject)
 	}
@@ -84,18 +87,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	switch {
 	case !wantsJSON(r.Header.Get("Accept")):
 		out = outcomeRedirect
-		hdr["Location"] = u.Location
+		hdr["Location"] = slab.copy(u.Location)
 		w.WriteHeader(http.StatusFound)
 	case httpcond.NoneMatch(r.Header.Get("If-None-Match"), u.ETag[0]):
 		out = outcomeNotModified
-		hdr["Etag"] = u.ETag
+		hdr["Etag"] = slab.copy(u.ETag)
 		w.WriteHeader(http.StatusNotModified)
 	default:
 		out = outcomeJSON
-		hdr["Content-Type"] = contentJSON
+		hdr["Content-Type"] = slab.one(contentJSON)
 		body := u.JSON()
-		hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
-		hdr["Etag"] = u.ETag
+		hdr["Content-Length"] = slab.one(strconv.Itoa(len(body)))
+		hdr["Etag"] = slab.copy(u.ETag)
 		w.WriteHeader(http.StatusOK)
 		if r.Method != http.MethodHead {
 			_, _ = w.Write(body)
@@ -115,7 +118,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // stableURL returns the image's stable URL and sets the headers every
 // allowed answer carries: the browser may keep it, privately, while the URL
 // is handed out, and must ask again when Accept or the credential changes.
-func (h *Handler) stableURL(w http.ResponseWriter, ref imageref.Ref, vs *variantState, now time.Time) (*signer.URL, bool) {
+// The header values come from slab, the response's own.
+func (h *Handler) stableURL(w http.ResponseWriter, slab *headerSlab, ref imageref.Ref, vs *variantState, now time.Time) (*signer.URL, bool) {
 	u, hit := h.signer.URL(ref.ID, ref.Variant, vs.public, now)
 	if hit {
 		metrics.cacheHits.Inc()
@@ -124,15 +128,15 @@ func (h *Handler) stableURL(w http.ResponseWriter, ref imageref.Ref, vs *variant
 	}
 	hdr := w.Header()
 	if h.noBrowserCache {
-		hdr["Cache-Control"] = privateNoCache
+		hdr["Cache-Control"] = slab.one(privateNoCache)
 	} else {
 		maxAge := max(int64(u.FreshUntil.Sub(now).Seconds()), 0)
 		if h.browserMaxAge > 0 {
 			maxAge = min(maxAge, int64(h.browserMaxAge.Seconds()))
 		}
-		hdr["Cache-Control"] = []string{"private, max-age=" + strconv.FormatInt(maxAge, 10)}
+		hdr["Cache-Control"] = slab.one(privateMaxAge(maxAge))
 	}
-	hdr["Vary"] = h.gate.Vary()
+	hdr["Vary"] = slab.copy(h.gate.Vary())
 	return u, hit
 }
 
@@ -160,7 +164,7 @@ func (h *Handler) denial(w http.ResponseWriter, d session.Decision) (outcome, er
 	switch d.Verdict {
 	case session.Unauthenticated:
 		if c := h.gate.Challenge(); c != nil {
-			hdr["Www-Authenticate"] = c
+			hdr["Www-Authenticate"] = slices.Clone(c)
 		}
 	case session.Unavailable:
 		hdr["Retry-After"] = []string{retryAfter(d.RetryAfter)}
@@ -204,7 +208,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, vs *variantStat
 
 // refusal is refuse without the image request counter, for uploads.
 func refusal(w http.ResponseWriter, r *http.Request, out outcome, why error) error {
-	w.Header()["Cache-Control"] = noStore
+	w.Header()["Cache-Control"] = []string{noStore}
 	setOutcome(r, out)
 	return caddyhttp.Error(out.status(), why)
 }

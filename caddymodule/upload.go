@@ -122,7 +122,7 @@ func (u *uploader) serve(w http.ResponseWriter, r *http.Request, h *Handler) err
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/json")
 	hdr.Set("Content-Length", strconv.Itoa(len(body)))
-	hdr["Cache-Control"] = noStore
+	hdr["Cache-Control"] = []string{noStore}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
 	h.logger.Info("upload URL issued", zap.String("subject", subjectHashes.Hash(caller)), zap.String("image_id", id))
