@@ -239,3 +239,136 @@ func issRequest(t *testing.T, site, token, id, variant string) *http.Request {
 	req.Header.Set("Cookie", "session="+token)
 	return req
 }
+
+// TestFleetProdSentinelFailover runs two replicas in proxy mode on a
+// Sentinel-managed primary (`sentinel mymaster`): while requests run,
+// the primary is killed and the Sentinel fails over to the replica; no
+// request fails, and afterwards the shared tier works again without a
+// reload (one replica's fetch served by the other from the new primary).
+func TestFleetProdSentinelFailover(t *testing.T) {
+	ss := redistest.StartSentinel(t)
+	e := startIssEmulator(t)
+	env := []string{"ISS_REDIS_PASSWORD=" + ss.Primary.Password, "ISS_SENTINEL_PASSWORD=" + ss.Sentinel.Password}
+	var r [2]*issReplica
+	for i := range r {
+		r[i] = startIssReplica(t, e, env, fmt.Sprintf("replica %d", i+1), fmt.Sprintf(`redis {
+			url               redis://:{env.ISS_REDIS_PASSWORD}@%s/0
+			sentinel          %s
+			sentinel_password {env.ISS_SENTINEL_PASSWORD}
+			timeout           200ms
+		}`, ss.Sentinel.Addr, redistest.MasterName), `mode proxy {
+			cache_ttl 1h
+			timeout   5s
+		}`)
+	}
+	r1, r2 := r[0], r[1]
+	tok := e.rig.ownerToken
+	cached := e.rig.putImage(t, fleetPNG(t, 48, 32, 300))
+	for _, rep := range r {
+		if resp, _ := rep.view(t, tok, cached, "public"); resp.StatusCode != 200 {
+			t.Fatalf("%s before the failover: status %d", rep.name, resp.StatusCode)
+		}
+	}
+	fresh := make([]string, 40)
+	for i := range fresh {
+		fresh[i] = e.rig.putImage(t, fleetPNG(t, 48, 32, 301+i))
+	}
+
+	// Requests run on both replicas, a cached image and a fresh one in
+	// turn, from before the kill until the Sentinel names the new primary.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	sent, failed := 0, []string{}
+	for i, rep := range r {
+		wg.Go(func() {
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := cached
+				if n%2 == 1 {
+					id = fresh[(n/2*2+i)%len(fresh)]
+				}
+				resp, err := noRedirect.Do(issRequest(t, rep.site, tok, id, "public"))
+				mu.Lock()
+				sent++
+				if err != nil {
+					failed = append(failed, fmt.Sprintf("%s: %v", rep.name, err))
+				} else {
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						failed = append(failed, fmt.Sprintf("%s: status %d", rep.name, resp.StatusCode))
+					}
+				}
+				mu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
+	killed := time.Now()
+	ss.Primary.Stop()
+	for {
+		addr, err := ss.PrimaryAddr(context.Background())
+		if err == nil && addr == ss.Replica.Addr {
+			break
+		}
+		if time.Since(killed) > 20*time.Second {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("the Sentinel did not fail over within 20s (primary %q, %v)", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	failedOver := time.Since(killed)
+	time.Sleep(500 * time.Millisecond) // and a little after
+	close(stop)
+	wg.Wait()
+	t.Logf("the Sentinel failed over %v after the primary was killed; %d requests during it, %d failed", failedOver.Round(time.Millisecond), sent, len(failed))
+	if len(failed) > 0 {
+		t.Errorf("%d of %d requests failed during the failover, the first: %s", len(failed), sent, failed[0])
+	}
+
+	// The shared tier works again, on the new primary, without a reload.
+	// Each try is a new image, so replica 1 misses every tier and stores
+	// what it fetched once its breaker lets Redis calls through again.
+	newPrimary := ss.Replica.Client()
+	var after string
+	began := time.Now()
+	for try := 0; ; try++ {
+		after = e.rig.putImage(t, fleetPNG(t, 48, 32, 400+try))
+		if resp, _ := r1.view(t, tok, after, "public"); resp.StatusCode != 200 {
+			t.Fatalf("replica 1 after the failover: status %d", resp.StatusCode)
+		}
+		stored := false
+		for deadline := time.Now().Add(500 * time.Millisecond); !stored && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			n, _ := newPrimary.Exists(context.Background(), issObjectKey(after, "public")).Result()
+			stored = n == 1
+		}
+		if stored {
+			break
+		}
+		if time.Since(began) > 20*time.Second {
+			t.Fatal("replica 1 stored nothing on the new primary within 20s of the failover")
+		}
+	}
+	t.Logf("replica 1 stored on the new primary %v after the failover", time.Since(began).Round(time.Millisecond))
+	for time.Since(began) < 20*time.Second && fleetMetric(t, r2.admin, fleetRedisUp) != 1 {
+		r2.view(t, tok, "iss-probe-"+fleetHex(t, 6), "public") // a miss asks Redis: the breaker's probe
+		time.Sleep(100 * time.Millisecond)
+	}
+	before := deliveries(t, e.rig.emuAdmin, "public")
+	hits := fleetMetric(t, r2.admin, fleetRedisHits)
+	if resp, _ := r2.view(t, tok, after, "public"); resp.StatusCode != 200 {
+		t.Fatalf("replica 2 after the failover: status %d", resp.StatusCode)
+	}
+	if d := deliveries(t, e.rig.emuAdmin, "public"); d != before {
+		t.Errorf("replica 2 fetched upstream after the failover (deliveries %v → %v): the shared tier is not back", before, d)
+	}
+	if h := fleetMetric(t, r2.admin, fleetRedisHits); h != hits+1 {
+		t.Errorf("replica 2's redis-tier hits %v → %v, want +1", hits, h)
+	}
+}
