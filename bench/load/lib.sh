@@ -101,6 +101,9 @@ LUA
 }
 
 summary=()
+# cpu_runs[label] holds the first group's CPU µs/request of each run of that
+# label, space-separated, for compare.
+declare -A cpu_runs
 
 # measure <label> <url> <lua> <pids> <other pids|-> [extra wrk args]: runs
 # wrk for $secs with $conns connections and records requests/s, p50, p99,
@@ -131,6 +134,49 @@ measure() {
 	cpu1=$(per_request $((a1 - b1)) "$reqs")
 	[ "$group2" = - ] || cpu2=$(per_request $((a2 - b2)) "$reqs")
 	summary+=("$(printf '| %s | %s | %s | %s | %s | %s | %s |' "$label" "$rps" "$p50" "$p99" "${bad:-0}" "$cpu1" "$cpu2")")
+	cpu_runs[$label]="${cpu_runs[$label]:-} $cpu1"
+}
+
+# compare <label> <baseline label> <bar>: the ratio of the first group's
+# CPU per request in runs of label to that in runs of the baseline, round by
+# round (the runs are interleaved, so each pair saw the same load from the
+# rest of the machine), with the median, the spread and whether the median
+# is at most bar.
+compare() {
+	local a b
+	read -ra a <<<"${cpu_runs[$1]}"
+	read -ra b <<<"${cpu_runs[$2]}"
+	local i ratios=()
+	for i in "${!a[@]}"; do
+		ratios+=("$(awk -v x="${a[$i]}" -v y="${b[$i]}" 'BEGIN { printf "%.3f", x / y }')")
+	done
+	printf '%s\n' "${ratios[@]}" | sort -n | awk -v l="$1" -v base="$2" -v bar="$3" \
+		-v cpu_a="$(median "${a[@]}")" -v cpu_b="$(median "${b[@]}")" '
+		{ r[NR] = $1 }
+		END {
+			m = NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
+			printf "%s / %s, CPU per request: median %.3f× (%s vs %s µs), spread %.3f–%.3f over %d rounds, bar %s×: %s\n",
+				l, base, m, cpu_a, cpu_b, r[1], r[NR], NR, bar, (m <= bar ? "MET" : "NOT MET")
+		}'
+}
+
+# median <number...>: the median.
+median() {
+	printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { printf "%.1f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# profile <admin host:port> <out> <url> <lua> [extra wrk args]: a CPU
+# profile of the process behind that admin endpoint (Caddy serves
+# /debug/pprof there) while wrk loads url for $secs. Not a measured run:
+# profiling costs CPU of its own.
+profile() {
+	local admin=$1 out=$2 url=$3 lua=$4
+	shift 4
+	curl -s -o "$out" "http://$admin/debug/pprof/profile?seconds=$secs" &
+	local c=$!
+	wrk -t 2 -c "$conns" -d "$((secs + 1))s" -s "$lua" "$@" "$url" >/dev/null
+	wait "$c"
+	echo "profile of $url: $out (go tool pprof -top $work/imagegate $out)"
 }
 
 # per_request <ticks> <requests>: CPU µs per request.

@@ -3,7 +3,7 @@
 # the nearest equivalent, on loopback only, bounded in time. Needs wrk
 # (Debian package `wrk`) and curl.
 #
-#   bash bench/load/proxy.sh [seconds=10] [connections=32]
+#   bash bench/load/proxy.sh [seconds=10] [connections=32] [rounds=5]
 #
 # Two processes: an origin (Caddy's file_server answering every path with
 # the same 30 KB JPEG, standing in for Cloudflare's delivery) and the
@@ -22,12 +22,19 @@
 #      also buffers what it fetches (to share it between concurrent
 #      requests), reverse_proxy streams.
 #
-# CPU is per request, from /proc/<pid>/stat: the gateway's, and the
-# origin's (the same work for 3 and 4, so a check on fairness).
+# The stock handlers run in the gateway's own process, and the four runs
+# are repeated in turn `rounds` times, so that each pair (1 and 2, 3 and 4)
+# saw the same load from the rest of the machine. CPU is per request, from
+# /proc/<pid>/stat: the gateway's, and the origin's (the same work for 3
+# and 4, so a check on fairness); the ratios compare each round's gateway
+# run with the same round's stock run. With PROFILE=<dir>, CPU profiles of
+# the gateway under runs 1 and 3 (from Caddy's admin /debug/pprof) and the
+# binary are saved there first.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-10}
 conns=${2:-32}
+rounds=${3:-5}
 work=$(mktemp -d)
 # shellcheck source=bench/load/lib.sh
 . bench/load/lib.sh
@@ -56,6 +63,7 @@ hit=127.0.0.1:$(free_port)
 files=127.0.0.1:$(free_port)
 nocache=127.0.0.1:$(free_port)
 revproxy=127.0.0.1:$(free_port)
+admin=127.0.0.1:$(free_port)
 gateway_site() { # <address> <proxy cache_size>
 	cat <<CADDY
 http://$1 {
@@ -73,7 +81,7 @@ http://$1 {
 CADDY
 }
 start_caddy gateway "{
-	admin off
+	admin $admin
 	persist_config off
 	log {
 		level ERROR
@@ -106,10 +114,24 @@ done
 # Warm the byte cache: one pass over the ids and more.
 wrk -t 2 -c "$conns" -d 2s -s "$work/ids.lua" "http://$hit" >/dev/null
 
-echo "file: $size bytes; $conns connections, ${secs}s per run, 1,000 ids"
+if [ -n "${PROFILE:-}" ]; then
+	mkdir -p "$PROFILE"
+	profile "$admin" "$PROFILE/proxy-hit.pprof" "http://$hit" "$work/ids.lua"
+	profile "$admin" "$PROFILE/file_server.pprof" "http://$files" "$work/ids.lua"
+	profile "$admin" "$PROFILE/proxy-miss.pprof" "http://$nocache" "$work/ids.lua"
+	profile "$admin" "$PROFILE/reverse_proxy.pprof" "http://$revproxy" "$work/ids.lua"
+	cp "$work/imagegate" "$PROFILE/imagegate"
+fi
+
+echo "file: $size bytes; $conns connections, ${secs}s per run, 1,000 ids, $rounds rounds"
 echo
-measure "proxy, memory-tier hit" "http://$hit" "$work/ids.lua" "$pid_gateway" "$pid_origin"
-measure "file_server, same file" "http://$files" "$work/ids.lua" "$pid_gateway" "$pid_origin"
-measure "proxy, cache_size 0 (fetch every request)" "http://$nocache" "$work/ids.lua" "$pid_gateway" "$pid_origin"
-measure "reverse_proxy, same origin" "http://$revproxy" "$work/ids.lua" "$pid_gateway" "$pid_origin"
+for _ in $(seq "$rounds"); do
+	measure "proxy, memory-tier hit" "http://$hit" "$work/ids.lua" "$pid_gateway" "$pid_origin"
+	measure "file_server, same file" "http://$files" "$work/ids.lua" "$pid_gateway" "$pid_origin"
+	measure "proxy, cache_size 0 (fetch every request)" "http://$nocache" "$work/ids.lua" "$pid_gateway" "$pid_origin"
+	measure "reverse_proxy, same origin" "http://$revproxy" "$work/ids.lua" "$pid_gateway" "$pid_origin"
+done
 print_summary gateway origin
+echo
+compare "proxy, memory-tier hit" "file_server, same file" 1.0
+compare "proxy, cache_size 0 (fetch every request)" "reverse_proxy, same origin" 1.05
