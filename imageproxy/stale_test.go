@@ -37,13 +37,13 @@ func (f *failing) handler(w http.ResponseWriter, r *http.Request) {
 	case "":
 		serveBody(f.body, map[string]string{"Content-Type": "image/png"})(w, r)
 	case "500":
-		http.Error(w, "down", 500)
+		http.Error(w, "down", http.StatusInternalServerError)
 	case "503":
-		http.Error(w, "down", 503)
+		http.Error(w, "down", http.StatusServiceUnavailable)
 	case "404":
-		http.Error(w, "gone", 404)
+		http.Error(w, "gone", http.StatusNotFound)
 	case "403":
-		http.Error(w, "ERROR 9425: Image access denied", 403)
+		http.Error(w, "ERROR 9425: Image access denied", http.StatusForbidden)
 	case "hang":
 		<-r.Context().Done()
 	case "html":

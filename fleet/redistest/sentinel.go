@@ -104,7 +104,7 @@ func StartSentinel(t testing.TB) *SentinelSet {
 			return err
 		}
 		if len(replicas) != 1 {
-			return fmt.Errorf("Sentinel knows %d replicas, want 1", len(replicas))
+			return fmt.Errorf("the Sentinel knows %d replicas, want 1", len(replicas))
 		}
 		return nil
 	})
