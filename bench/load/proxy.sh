@@ -15,7 +15,9 @@
 #   2. baseline for 1: Caddy's file_server serving the same file from
 #      disk (the page cache).
 #   3. proxy, no byte cache: `mode proxy { cache_size 0 }`, so every
-#      request signs the URL and fetches it from the origin.
+#      request signs the URL and fetches it from the origin. `fetch_limit
+#      off`: every request here is the same anonymous caller, whom the
+#      default per-caller limit (300 fetches a minute) would refuse.
 #   4. baseline for 3: Caddy's reverse_proxy to the same origin, the path
 #      rewritten to the same signed-URL shape (/emu-account-hash/<id>/public
 #      ?exp=…&sig=…). Both keep connections to the origin alive; the proxy
@@ -75,6 +77,7 @@ http://$1 {
 		session none
 		mode proxy {
 			cache_size $2
+			fetch_limit off
 		}
 	}
 }
