@@ -29,7 +29,7 @@ type uploader struct {
 }
 
 var (
-	allowPOST       = []string{"POST"}
+	allowPOST       = "POST"
 	errUploadFailed = errors.New("the image service did not issue an upload URL")
 )
 
@@ -76,7 +76,7 @@ func (h *Handler) provisionUploads() error {
 // same status on both.
 func (u *uploader) serve(w http.ResponseWriter, r *http.Request, h *Handler) error {
 	if r.Method != http.MethodPost {
-		w.Header()["Allow"] = allowPOST
+		w.Header()["Allow"] = []string{allowPOST}
 		u.badMethod.Inc()
 		return refusal(w, r, outcomeMethodNotAllowed, errMethod)
 	}

@@ -12,18 +12,21 @@ import (
 // render there (an SVG, a mistyped body) inert: no script, no plugin, no
 // request, its own opaque origin. GitHub's raw content and camo do both.
 //
-// The slices are shared by every answer; net/http only reads them, and a
-// caller that changes one of these headers replaces the slice.
-var (
-	nosniffValue = []string{"nosniff"}
-	cspValue     = []string{"default-src 'none'; style-src 'unsafe-inline'; sandbox"}
+// The safety headers' values.
+const (
+	nosniffValue = "nosniff"
+	cspValue     = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 )
 
 // setSafetyHeaders sets X-Content-Type-Options and
-// Content-Security-Policy on h.
+// Content-Security-Policy on h. Each answer gets slices of its own (one
+// allocation for both): Caddy's deferred header edits write into header
+// values in place, so a shared slice would carry one answer's edit into
+// every later one.
 func setSafetyHeaders(h http.Header) {
-	h["X-Content-Type-Options"] = nosniffValue
-	h["Content-Security-Policy"] = cspValue
+	v := [2]string{nosniffValue, cspValue}
+	h["X-Content-Type-Options"] = v[0:1:1]
+	h["Content-Security-Policy"] = v[1:2:2]
 }
 
 // IsImageType reports whether a Content-Type value names an image/*
