@@ -13,6 +13,7 @@ import (
 	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/seed-a64a90cf/imagegate/fleet/redistest"
@@ -31,12 +32,12 @@ type toxiLink struct {
 	proxy *toxiproxy.Proxy
 }
 
-// startToxiLink starts a proxy on a free loopback port to upstream, with
-// no toxic yet, and stops it when t ends.
-func startToxiLink(t *testing.T, upstream string) *toxiLink {
+// startToxiLink starts a proxy listening on listen (host:0 for a free
+// port) to upstream, with no toxic yet, and stops it when t ends.
+func startToxiLink(t *testing.T, upstream, listen string) *toxiLink {
 	t.Helper()
 	api := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
-	p := toxiproxy.NewProxy(api, "redis", "127.0.0.1:0", upstream)
+	p := toxiproxy.NewProxy(api, "redis", listen, upstream)
 	if err := api.Collection.Add(p, true); err != nil {
 		t.Fatalf("toxiproxy: start the proxy to %s: %v", upstream, err)
 	}
@@ -111,7 +112,7 @@ func toxiPercentiles(ds []time.Duration) (p50, p99 time.Duration) {
 func TestToxiproxyRedisLink(t *testing.T) {
 	began := time.Now()
 	rs := redistest.Start(t)
-	link := startToxiLink(t, rs.Addr)
+	link := startToxiLink(t, rs.Addr, "127.0.0.1:0")
 	e := startIssEmulator(t)
 	env := []string{"TOX_REDIS_PASSWORD=" + rs.Password}
 	var r [2]*issReplica
@@ -125,10 +126,18 @@ func TestToxiproxyRedisLink(t *testing.T) {
 			timeout    5s
 		}`)
 	}
+	t.Logf("Redis, Toxiproxy, the emulator and two replicas started in %v", time.Since(began).Round(time.Millisecond))
+	toxiPhases(t, link, e, r, rs.Client())
+	t.Logf("TestToxiproxyRedisLink took %v", time.Since(began).Round(time.Millisecond))
+}
+
+// toxiPhases runs the measurements and faults of TestToxiproxyRedisLink on
+// a started rig: two proxy-mode replicas reaching Redis only through link,
+// with the emulator upstream, and rdb a client straight to Redis, past
+// the link.
+func toxiPhases(t *testing.T, link *toxiLink, e *issEmulator, r [2]*issReplica, rdb *redis.Client) {
 	r1, r2 := r[0], r[1]
 	tok := e.rig.ownerToken
-	rdb := rs.Client() // straight to Redis, past the link
-	t.Logf("Redis, Toxiproxy, the emulator and two replicas started in %v", time.Since(began).Round(time.Millisecond))
 
 	// view fetches id through rep, requires a 200 with a PNG within
 	// toxiBound, and returns the body and how long it took.
@@ -156,7 +165,7 @@ func TestToxiproxyRedisLink(t *testing.T) {
 			}
 		}
 	}
-	upload := func(n, seed, w, h int) []string {
+	upload := func(t *testing.T, n, seed, w, h int) []string {
 		ids := make([]string, n)
 		for i := range ids {
 			ids[i] = e.rig.putImage(t, fleetPNG(t, w, h, seed+i))
@@ -242,8 +251,8 @@ func TestToxiproxyRedisLink(t *testing.T) {
 
 	const perTier = 100
 	t.Run("latency_1ms_redis_tier_against_memory_tier", func(t *testing.T) {
-		base := upload(perTier, 1000, 48, 32)
-		slow := upload(perTier, 2000, 48, 32)
+		base := upload(t, perTier, 1000, 48, 32)
+		slow := upload(t, perTier, 2000, 48, 32)
 		redis0, mem0 := tiers(t, base)
 		link.add(t, "latency", "latency", "downstream", `{"latency":1}`)
 		redis1, mem1 := tiers(t, slow)
@@ -267,7 +276,7 @@ func TestToxiproxyRedisLink(t *testing.T) {
 		}
 	})
 
-	cached := upload(4, 3000, 48, 32)
+	cached := upload(t, 4, 3000, 48, 32)
 	for _, rep := range r {
 		for _, id := range cached {
 			view(t, rep, id)
@@ -281,7 +290,7 @@ func TestToxiproxyRedisLink(t *testing.T) {
 			}
 		}
 		before := deliveries(t, e.rig.emuAdmin, "public")
-		fresh := upload(32, 4000, 48, 32)
+		fresh := upload(t, 32, 4000, 48, 32)
 		// Every command the gateways send is answered with a TCP reset,
 		// on open connections and new ones.
 		link.add(t, "cut", "reset_peer", "upstream", `{"timeout":0}`)
@@ -309,7 +318,7 @@ func TestToxiproxyRedisLink(t *testing.T) {
 		// Every command is swallowed and never answered, and connections
 		// stay open: a black hole, as a stopped Redis or a dropped route.
 		link.add(t, "hang", "timeout", "upstream", `{"timeout":0}`)
-		mixed(t, "connections hung", upload(32, 4500, 48, 32), cached)
+		mixed(t, "connections hung", upload(t, 32, 4500, 48, 32), cached)
 		for i, rep := range r {
 			if up := fleetMetric(t, rep.admin, fleetRedisUp); up != 0 {
 				t.Errorf("%s: %s = %v while Redis never answers, want 0", rep.name, fleetRedisUp, up)
@@ -354,8 +363,11 @@ func TestToxiproxyRedisLink(t *testing.T) {
 			len(big), len(bodies[big[0]]), worst.Round(time.Microsecond),
 			fleetMetric(t, r2.admin, fleetRedisHits)-hits, deliveries(t, e.rig.emuAdmin, "public")-before,
 			issMetricSum(t, r2.admin, "imagegate_redis_errors_total")-errs, failing-failing0)
-		mixed(t, "short replies, slow close", upload(16, 6000, 48, 32), cached)
+		mixed(t, "short replies, slow close", upload(t, 16, 6000, 48, 32), cached)
 		failing, _ = failingLogs(r2)
+		if issMetricSum(t, r2.admin, "imagegate_redis_errors_total") == errs {
+			t.Error("replica 2 counted no Redis error: the short replies did not reach it")
+		}
 		if failing-failing0 > 1 {
 			t.Errorf("replica 2 logged \"redis is failing\" %d times in one outage, want at most once", failing-failing0)
 		}
@@ -365,7 +377,7 @@ func TestToxiproxyRedisLink(t *testing.T) {
 
 	t.Run("restored_sharing_resumes_without_reload", func(t *testing.T) {
 		t.Logf("both replicas use Redis again %v after the link was whole", waitUp(t).Round(time.Millisecond))
-		id := upload(1, 7000, 48, 32)[0]
+		id := upload(t, 1, 7000, 48, 32)[0]
 		before := deliveries(t, e.rig.emuAdmin, "public")
 		body1, _ := view(t, r1, id)
 		waitStored(t, id)
@@ -384,5 +396,4 @@ func TestToxiproxyRedisLink(t *testing.T) {
 			t.Logf("%s logged \"redis is failing\" %d and \"redis is answering again\" %d times in all", rep.name, failing, back)
 		}
 	})
-	t.Logf("TestToxiproxyRedisLink took %v", time.Since(began).Round(time.Millisecond))
 }
