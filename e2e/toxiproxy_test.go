@@ -121,9 +121,10 @@ func TestToxiproxyRedisLink(t *testing.T) {
 			url     redis://:{env.TOX_REDIS_PASSWORD}@%s/0
 			timeout 100ms
 		}`, link.Addr()), `mode proxy {
-			cache_size 64MiB
-			cache_ttl  1h
-			timeout    5s
+			cache_size  64MiB
+			cache_ttl   1h
+			fetch_limit off # one caller makes every request here
+			timeout     5s
 		}`)
 	}
 	t.Logf("Redis, Toxiproxy, the emulator and two replicas started in %v", time.Since(began).Round(time.Millisecond))
@@ -249,7 +250,7 @@ func toxiPhases(t *testing.T, link *toxiLink, e *issEmulator, r [2]*issReplica, 
 		return strings.Count(logs, "redis is failing"), strings.Count(logs, "redis is answering again")
 	}
 
-	const perTier = 100
+	const perTier = 200
 	t.Run("latency_1ms_redis_tier_against_memory_tier", func(t *testing.T) {
 		base := upload(t, perTier, 1000, 48, 32)
 		slow := upload(t, perTier, 2000, 48, 32)
@@ -271,8 +272,12 @@ func toxiPhases(t *testing.T, link *toxiLink, e *issEmulator, r [2]*issReplica, 
 		}
 		// The added millisecond is paid on the Redis tier only, at least
 		// once per request (the GET's reply is delayed).
-		if p50r, _ := toxiPercentiles(redis1); p50r < time.Millisecond {
+		p50r, _ := toxiPercentiles(redis1)
+		if p50r < time.Millisecond {
 			t.Errorf("redis tier's p50 at 1ms latency is %v, below the latency itself: the request did not go through the link", p50r)
+		}
+		if p50m, _ := toxiPercentiles(mem1); p50m >= p50r {
+			t.Errorf("memory tier's p50 %v is not below the redis tier's %v", p50m, p50r)
 		}
 	})
 
